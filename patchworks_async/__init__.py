@@ -1,0 +1,69 @@
+"""patchworks-async: an asyncio client for the Patchworks Core API.
+
+The public API is what this module exports, plus the public submodules
+``patchworks_async.models`` and ``patchworks_async.testing``; every module whose
+name starts with ``_`` is private.
+"""
+
+from ._client import LimiterBackend, OAuth, PatchworksClient
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PatchworksError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    ResponseTooLargeError,
+    ServerError,
+    TransportError,
+    UnprocessableEntityError,
+)
+from ._events import Event, EventKind
+from ._ratelimit import RateLimitState
+from ._retry import RetryPolicy
+from ._transport import Timeout
+from ._version import __version__
+from .models import (
+    AuthoriseRequest,
+    ErrorResponse,
+    Login,
+    RateLimit,
+    RateLimitUnit,
+    ReauthoriseRequest,
+    Variable,
+)
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "AuthoriseRequest",
+    "ErrorResponse",
+    "Event",
+    "EventKind",
+    "InvalidRequestError",
+    "LimiterBackend",
+    "Login",
+    "NotFoundError",
+    "OAuth",
+    "PatchworksClient",
+    "PatchworksError",
+    "PermissionDeniedError",
+    "RateLimit",
+    "RateLimitError",
+    "RateLimitState",
+    "RateLimitUnit",
+    "ReauthoriseRequest",
+    "RequestTimeoutError",
+    "ResponseDecodeError",
+    "ResponseTooLargeError",
+    "RetryPolicy",
+    "ServerError",
+    "Timeout",
+    "TransportError",
+    "UnprocessableEntityError",
+    "Variable",
+    "__version__",
+]

@@ -1,0 +1,182 @@
+"""Exceptions raised by patchworks-async.
+
+This is a leaf module: it imports nothing from the rest of the package, so every
+other module (pure core, transport, client) can raise these.
+
+The tree::
+
+    PatchworksError                      root of everything this package raises
+    ├── InvalidRequestError (ValueError) bad input, caught before anything is sent
+    ├── TransportError                   the request did not get a complete HTTP answer
+    │   └── RequestTimeoutError          ... because a timeout ran out
+    ├── ResponseDecodeError              a body that must be a JSON object is not one
+    ├── ResponseTooLargeError            a body is larger than the client's cap
+    └── APIError                         the server answered with an error status
+        ├── AuthenticationError          401
+        ├── PermissionDeniedError        403
+        ├── NotFoundError                404
+        ├── UnprocessableEntityError     422 (Laravel validation error)
+        ├── RateLimitError               429
+        └── ServerError                  >= 500
+
+No message built here ever contains a credential: the request headers are never
+stored, and the response headers and body are the server's, not the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class PatchworksError(Exception):
+    """Root of every exception raised by patchworks-async."""
+
+
+class InvalidRequestError(PatchworksError, ValueError):
+    """Raised before any I/O when the caller's input breaks the spec.
+
+    Attributes:
+        field: the name of the offending field (dotted for nested values), or
+            ``None`` when the problem is not tied to one field.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TransportError(PatchworksError):
+    """Raised when a request got no complete HTTP response (refused, reset, cut off).
+
+    Attributes:
+        method, url: what was being sent.
+        sent: ``False`` when the request certainly never reached the server
+            (connection refused, DNS failure, connect timeout); ``True`` when
+            it may have (the server may have acted on it).
+    """
+
+    def __init__(self, message: str, *, method: str, url: str, sent: bool) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.sent = sent
+
+
+class RequestTimeoutError(TransportError):
+    """Raised when a connect, read or total timeout ran out."""
+
+
+class ResponseDecodeError(PatchworksError):
+    """Raised when a response body that must be a JSON object is not one.
+
+    Attributes:
+        status, method, url: the response's status and the request.
+        body: the first bytes of the body, for diagnosis.
+    """
+
+    def __init__(self, message: str, *, status: int, method: str, url: str, body: bytes) -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.url = url
+        self.body = body
+
+
+class ResponseTooLargeError(PatchworksError):
+    """Raised when a response body is larger than ``max_response_bytes``."""
+
+    def __init__(self, message: str, *, method: str, url: str, limit: int) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.limit = limit
+
+
+class APIError(PatchworksError):
+    """Raised when the server answers with a status that is not a success.
+
+    Attributes:
+        status: the HTTP status code.
+        method, url: the request that got it.
+        headers: the response headers.
+        body: the decoded JSON body when it was JSON, else the text (may be empty).
+        message: the body's ``message`` field when there is one.
+        request_id: the server's request id header, when it sent one.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Any,
+        message: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.headers = dict(headers)
+        self.body = body
+        self.message = message
+        self.request_id = request_id
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        text = f"{self.method} {self.url} answered {self.status}"
+        if self.message:
+            text += f": {self.message}"
+        if self.request_id:
+            text += f" (request id {self.request_id})"
+        return text
+
+
+class AuthenticationError(APIError):
+    """401: the API key or token is missing, wrong, revoked or expired."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the credential is valid but not allowed to do this (some calls need an admin)."""
+
+
+class NotFoundError(APIError):
+    """404: no such resource, for example an unknown connector instance."""
+
+
+class UnprocessableEntityError(APIError):
+    """422: the server's (Laravel) validation refused the body.
+
+    Attributes:
+        errors: field name -> list of messages, as the server sent them.
+    """
+
+    def __init__(self, *, errors: Mapping[str, list[str]] | None = None, **kwargs: Any) -> None:
+        self.errors: dict[str, list[str]] = dict(errors or {})
+        super().__init__(**kwargs)
+
+
+class RateLimitError(APIError):
+    """429: too many requests.
+
+    Attributes:
+        retry_after: seconds the server asked us to wait, or ``None`` when it did not say.
+    """
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)
+
+
+class ServerError(APIError):
+    """>= 500: the server failed.
+
+    Attributes:
+        retry_after: seconds from the response's ``Retry-After`` (a 503 may send one), or ``None``.
+    """
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)

@@ -1,0 +1,100 @@
+"""Pure parsing of what the server says about its limits.
+
+``Retry-After`` (seconds or an HTTP date), and Laravel's throttle headers
+``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
+(epoch seconds, sent on 429), as DOMAIN.md describes. No I/O, no event loop.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Mapping
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitState:
+    """The latest rate-limit figures the server sent.
+
+    Attributes:
+        limit: ``X-RateLimit-Limit``, requests per window, if sent.
+        remaining: ``X-RateLimit-Remaining``, if sent.
+        reset_at: ``X-RateLimit-Reset`` as epoch seconds, if sent.
+        retry_after: the last ``Retry-After`` in seconds, if this response sent one.
+        observed_at: epoch seconds when the response was read.
+    """
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+    retry_after: float | None = None
+    observed_at: float = 0.0
+
+    def pause_for(self, *, now: float) -> float:
+        """Seconds to hold every call before sending, by these figures (0 for none)."""
+        wait = 0.0
+        if self.retry_after is not None:
+            wait = max(wait, self.observed_at + self.retry_after - now)
+        if self.remaining is not None and self.remaining <= 0 and self.reset_at is not None:
+            wait = max(wait, self.reset_at - now)
+        return max(wait, 0.0)
+
+
+def _get(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    return headers.get(name.lower()) if value is None else value
+
+
+def _parse_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value; ``now`` is epoch seconds.
+
+    Accepts delta-seconds (``"120"``, and leniently ``"1.5"``) and an HTTP date.
+    Returns ``None`` for a missing or unparseable value, and never a negative
+    number (a date in the past means "now").
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str], *, now: float) -> RateLimitState | None:
+    """The figures in a response's headers, or ``None`` when it sent none of them."""
+    limit = _parse_int(_get(headers, "X-RateLimit-Limit"))
+    remaining = _parse_int(_get(headers, "X-RateLimit-Remaining"))
+    reset = _parse_int(_get(headers, "X-RateLimit-Reset"))
+    retry_after = parse_retry_after(_get(headers, "Retry-After"), now=now)
+    if limit is None and remaining is None and reset is None and retry_after is None:
+        return None
+    return RateLimitState(
+        limit=limit,
+        remaining=remaining,
+        reset_at=float(reset) if reset is not None else None,
+        retry_after=retry_after,
+        observed_at=now,
+    )

@@ -1,0 +1,236 @@
+"""The one module that imports aiohttp: a pooled session, and aiohttp's errors mapped to ours.
+
+It sends bytes and returns ``(status, headers, body)``; judging the response is the
+pure core's job (``_sansio``). aiohttp exceptions never leave this module: each is
+mapped to a :class:`TransportError` with ``raise ... from exc``, recording whether
+the request certainly never reached the server (SHARP_EDGES.md: connection
+refused and connect timeouts prove it; read timeouts and dropped responses do not).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Final
+
+import aiohttp
+import attrs
+from aiohttp.payload import BytesPayload
+from yarl import URL
+
+from . import _constants
+from ._errors import (
+    APIError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    TransportError,
+)
+
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
+@attrs.frozen
+class Timeout:
+    """Per-request timeouts in seconds, both finite by default.
+
+    ``total`` bounds one attempt from sending to the last body byte; ``connect``
+    bounds opening a connection. Waiting in the client's limiters is never
+    counted (requests are only handed to aiohttp when a connection is free).
+    """
+
+    total: float = _constants.DEFAULT_TOTAL_TIMEOUT
+    connect: float = _constants.DEFAULT_CONNECT_TIMEOUT
+
+
+@attrs.frozen
+class RawResponse:
+    """What came back: status, headers and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+class Transport:
+    """Owns (or borrows) one ``aiohttp.ClientSession`` and sends requests through it."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        timeout: Timeout,
+        max_response_bytes: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._borrowed = session
+        self._session: aiohttp.ClientSession | None = session
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
+        self._max_response_bytes = max_response_bytes
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._connections_opened = 0
+        self._closed = False
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections this client's own pool has opened (0 for a borrowed session)."""
+        return self._connections_opened
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is not None:
+            return session
+        if self._closed:
+            raise RuntimeError("the client is closed")
+
+        async def count_connection(
+            _session: aiohttp.ClientSession, _context: SimpleNamespace, _params: object
+        ) -> None:
+            self._connections_opened += 1
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(count_connection)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            keepalive_timeout=_constants.DEFAULT_KEEPALIVE_TIMEOUT,
+            ssl=self._ssl,
+        )
+        self._session = session = aiohttp.ClientSession(
+            connector=connector,
+            # One jar per client would leak state between calls; the API uses none.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=self._timeout,
+            trace_configs=[trace],
+            auto_decompress=True,
+        )
+        return session
+
+    async def send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> RawResponse:
+        """Send one request and read the whole response.
+
+        Same-origin redirects are followed (at most ``MAX_REDIRECTS``); a redirect
+        to another origin is answered with an :class:`APIError` and not followed,
+        so credentials never leave for another host.
+
+        Raises:
+            TransportError: no complete response (``RequestTimeoutError`` for timeouts).
+            ResponseTooLargeError: the body is larger than ``max_response_bytes``.
+            APIError: a redirect that may not be followed.
+        """
+        session = self._ensure_session()
+        target = URL(url, encoded=True)
+        origin = target.origin()
+        for _ in range(_constants.MAX_REDIRECTS + 1):
+            response = await self._send_once(session, method, target, headers, body)
+            if response.status not in _REDIRECTS:
+                return response
+            location = response.headers.get("Location")
+            next_url = target.join(URL(location)) if location else None
+            if next_url is None or next_url.origin() != origin:
+                raise APIError(
+                    status=response.status,
+                    method=method,
+                    url=str(target),
+                    headers=response.headers,
+                    body=None,
+                    message="refused to follow a redirect to another origin",
+                )
+            target = next_url
+        raise APIError(
+            status=response.status,
+            method=method,
+            url=str(target),
+            headers=response.headers,
+            body=None,
+            message=f"more than {_constants.MAX_REDIRECTS} redirects",
+        )
+
+    async def _send_once(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes | None,
+    ) -> RawResponse:
+        data = BytesPayload(body, content_type="application/json") if body is not None else None
+        try:
+            async with session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                raw = await self._read(response, method)
+                return RawResponse(response.status, response.headers, raw, str(url))
+        except (ResponseTooLargeError, TransportError):
+            raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise RequestTimeoutError(
+                f"{method} {url}: connect timeout", method=method, url=str(url), sent=False
+            ) from exc
+        except (aiohttp.SocketTimeoutError, TimeoutError) as exc:
+            raise RequestTimeoutError(
+                f"{method} {url}: timed out waiting for the response",
+                method=method,
+                url=str(url),
+                sent=True,
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                f"{method} {url}: cannot connect ({type(exc).__name__}: {exc.os_error})",
+                method=method,
+                url=str(url),
+                sent=False,
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(
+                f"{method} {url}: the connection failed before a complete response "
+                f"({type(exc).__name__})",
+                method=method,
+                url=str(url),
+                sent=True,
+            ) from exc
+
+    async def _read(self, response: aiohttp.ClientResponse, method: str) -> bytes:
+        limit = self._max_response_bytes
+        length = response.content_length
+        if length is not None and length > limit:
+            raise self._too_large(method, response, limit)
+        if length is not None:
+            return await response.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large(method, response, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _too_large(
+        method: str, response: aiohttp.ClientResponse, limit: int
+    ) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{method} {response.url}: the response body is larger than {limit} bytes",
+            method=method,
+            url=str(response.url),
+            limit=limit,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session if this transport created it (idempotent)."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and session is not self._borrowed:
+            await session.close()

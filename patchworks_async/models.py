@@ -1,0 +1,373 @@
+"""Payloads and configuration values of the Patchworks Core API, as frozen attrs records.
+
+Field names are the spec's (``../shared/spec/patchworks-oauth.openapi.json``).
+Every value is checked when the record is built, so bad input raises
+:class:`~patchworks_async.InvalidRequestError` naming the field before anything
+is sent. Messages name the field and the wrong type, never the value (values
+such as ``variables`` may hold secrets).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from ._errors import InvalidRequestError
+
+__all__ = [
+    "AuthoriseRequest",
+    "ErrorResponse",
+    "Login",
+    "RateLimit",
+    "RateLimitUnit",
+    "ReauthoriseRequest",
+    "Variable",
+]
+
+# PHP (and orjson) integers are 64-bit: anything wider cannot be sent faithfully.
+_INT64_MAX: Final = 2**63 - 1
+
+
+class RateLimitUnit(enum.StrEnum):
+    """The spec's ``rate_limit_unit`` enum."""
+
+    SECOND = "second"
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+    @property
+    def seconds(self) -> float:
+        """The length of one unit in seconds."""
+        return _UNIT_SECONDS[self]
+
+
+_UNIT_SECONDS: Final = {
+    RateLimitUnit.SECOND: 1.0,
+    RateLimitUnit.MINUTE: 60.0,
+    RateLimitUnit.HOUR: 3600.0,
+    RateLimitUnit.DAY: 86400.0,
+}
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _coerce_unit(value: object, field: str) -> RateLimitUnit:
+    if isinstance(value, RateLimitUnit):
+        return value
+    if isinstance(value, str):
+        try:
+            return RateLimitUnit(value)
+        except ValueError:
+            pass
+        allowed = ", ".join(unit.value for unit in RateLimitUnit)
+        raise InvalidRequestError(f"{field} must be one of {allowed}", field=field)
+    raise InvalidRequestError(
+        f"{field} must be a string (one of second, minute, hour, day), got {_type_name(value)}",
+        field=field,
+    )
+
+
+def _unit(value: RateLimitUnit | str) -> RateLimitUnit:
+    return _coerce_unit(value, "unit")
+
+
+def _optional_rate_limit_unit(value: RateLimitUnit | str | None) -> RateLimitUnit | None:
+    return None if value is None else _coerce_unit(value, "rate_limit_unit")
+
+
+def _rate_limit_unit(value: RateLimitUnit | str) -> RateLimitUnit:
+    return _coerce_unit(value, "rate_limit_unit")
+
+
+def check_int(field: str, value: object, *, minimum: int | None = None) -> None:
+    """Raise unless ``value`` is a 64-bit int (a bool is not an int) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(
+            f"{field} must be an integer, got {_type_name(value)}", field=field
+        )
+    if minimum is not None and value < minimum:
+        raise InvalidRequestError(f"{field} must be at least {minimum}", field=field)
+    if abs(value) > _INT64_MAX:
+        raise InvalidRequestError(f"{field} does not fit in a 64-bit integer", field=field)
+
+
+def check_str(field: str, value: object, *, non_empty: bool = False) -> None:
+    """Raise unless ``value`` is a str (non-empty when asked)."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{field} must be a string, got {_type_name(value)}", field=field)
+    if non_empty and not value:
+        raise InvalidRequestError(f"{field} must not be empty", field=field)
+
+
+def _required_str(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_str(attribute.name, value, non_empty=True)
+
+
+def _optional_str(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        check_str(attribute.name, value)
+
+
+def _positive_int(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_int(attribute.name, value, minimum=1)
+
+
+def _optional_positive_int(
+    _instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is not None:
+        check_int(attribute.name, value, minimum=1)
+
+
+def _optional_int(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        check_int(attribute.name, value)
+
+
+def check_json_value(field: str, value: object, *, depth: int = 0) -> None:
+    """Raise unless ``value`` can be sent as JSON faithfully (no NaN, no huge ints, no cycles)."""
+    if depth > 32:
+        raise InvalidRequestError(f"{field} is nested more than 32 levels deep", field=field)
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        check_int(field, value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRequestError(f"{field} must be a finite number", field=field)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_str(f"{field} key", key)
+            check_json_value(f"{field}.{key}", item, depth=depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json_value(f"{field}[{index}]", item, depth=depth + 1)
+    else:
+        raise InvalidRequestError(
+            f"{field} must be a JSON value, got {_type_name(value)}", field=field
+        )
+
+
+def _json_scalar(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, Mapping | list | tuple):
+        raise InvalidRequestError(
+            f"{attribute.name} must be a string, number, boolean or null, got {_type_name(value)}",
+            field=attribute.name,
+        )
+    check_json_value(attribute.name, value)
+
+
+def _optional_bool(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequestError(
+            f"{attribute.name} must be a boolean, got {_type_name(value)}", field=attribute.name
+        )
+
+
+def _optional_json_object(
+    _instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            f"{attribute.name} must be a mapping, got {_type_name(value)}", field=attribute.name
+        )
+    check_json_value(attribute.name, value)
+
+
+@attrs.frozen(kw_only=True)
+class Variable:
+    """One entry of ``variables`` as the documentation's validation rules describe it.
+
+    ``variables.*.key``, ``.value``, ``.label``, ``.secret``, ``.locked``,
+    ``.pivot.*`` and (for reauthorise) ``.id``. Fields left ``None`` are not sent.
+    ``value`` is hidden from ``repr`` because a variable may be a secret.
+    """
+
+    key: str = attrs.field(validator=_required_str)
+    value: str | int | float | bool | None = attrs.field(validator=_json_scalar, repr=False)
+    label: str | None = attrs.field(default=None, validator=_optional_str)
+    secret: bool | None = attrs.field(default=None, validator=_optional_bool)
+    locked: bool | None = attrs.field(default=None, validator=_optional_bool)
+    id: int | None = attrs.field(default=None, validator=_optional_int)
+    pivot: Mapping[str, Any] | None = attrs.field(default=None, validator=_optional_json_object)
+
+
+def _variables(value: str | Sequence[Variable] | None) -> str | tuple[Variable, ...] | None:
+    """Keep a string as it is; freeze a sequence of Variable into a tuple."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise InvalidRequestError(
+        f"variables must be a string or a sequence of Variable, got {_type_name(value)}",
+        field="variables",
+    )
+
+
+def _check_variables(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None or isinstance(value, str):
+        return
+    for index, item in enumerate(value if isinstance(value, tuple) else ()):
+        if not isinstance(item, Variable):
+            raise InvalidRequestError(
+                f"variables[{index}] must be a Variable, got {_type_name(item)}",
+                field=f"variables[{index}]",
+            )
+
+
+def _check_extra(instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            f"extra must be a mapping, got {_type_name(value)}", field="extra"
+        )
+    known = {field.name for field in attrs.fields(type(instance))}  # type: ignore[arg-type]
+    for key in value:
+        check_str("extra key", key)
+        if key in known:
+            raise InvalidRequestError(
+                f"extra.{key} repeats a field of {type(instance).__name__}: set the field instead",
+                field=f"extra.{key}",
+            )
+    check_json_value("extra", value)
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return {} if value is None else dict(value) if isinstance(value, Mapping) else value
+
+
+@attrs.frozen(kw_only=True)
+class AuthoriseRequest:
+    """Body of ``POST /api/v1/oauth/authorise``: creates a new authenticated instance.
+
+    The five required and five optional fields of the spec's
+    ``OauthAuthoriseAuthoriseRequest``. ``rate_limit_duration`` is the number of
+    requests per one ``rate_limit_unit`` (DOMAIN.md). ``variables`` is either a
+    string, sent unchanged as the spec types it, or a sequence of
+    :class:`Variable`, sent as a JSON array as the validation rules describe.
+    ``extra`` passes further fields through unchanged (the documentation's
+    validation rules also list ``name``, which the spec leaves out).
+    """
+
+    authentication_implementation_id: str = attrs.field(validator=_required_str)
+    timezone: str = attrs.field(validator=_required_str)
+    date_format: str = attrs.field(validator=_required_str)
+    rate_limit_unit: RateLimitUnit = attrs.field(converter=_rate_limit_unit)
+    rate_limit_duration: int = attrs.field(validator=_positive_int)
+    connection_pool_id: int | None = attrs.field(default=None, validator=_optional_int)
+    variables: str | tuple[Variable, ...] | None = attrs.field(
+        default=None, converter=_variables, validator=_check_variables, repr=False
+    )
+    session_id: str | None = attrs.field(default=None, validator=_optional_str, repr=False)
+    platform_app_key: str | None = attrs.field(default=None, validator=_optional_str, repr=False)
+    certificate_id: str | None = attrs.field(default=None, validator=_optional_str)
+    extra: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_mapping, validator=_check_extra, repr=False
+    )
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        """The instance's rate limit as one value."""
+        return RateLimit(self.rate_limit_unit, self.rate_limit_duration)
+
+
+@attrs.frozen(kw_only=True)
+class ReauthoriseRequest:
+    """Body of ``PATCH /api/v1/oauth/{connector}/reauthorise``: all eight fields optional.
+
+    Fields left ``None`` are omitted from the body, not sent as null.
+    """
+
+    authentication_implementation_id: str | None = attrs.field(
+        default=None, validator=_optional_str
+    )
+    type: str | None = attrs.field(default=None, validator=_optional_str)
+    timezone: str | None = attrs.field(default=None, validator=_optional_str)
+    date_format: str | None = attrs.field(default=None, validator=_optional_str)
+    rate_limit_unit: RateLimitUnit | None = attrs.field(
+        default=None, converter=_optional_rate_limit_unit
+    )
+    rate_limit_duration: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    connection_pool_id: int | None = attrs.field(default=None, validator=_optional_int)
+    variables: str | tuple[Variable, ...] | None = attrs.field(
+        default=None, converter=_variables, validator=_check_variables, repr=False
+    )
+    extra: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_mapping, validator=_check_extra, repr=False
+    )
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The new rate limit when the request carries both rate fields, else ``None``."""
+        if self.rate_limit_unit is None or self.rate_limit_duration is None:
+            return None
+        return RateLimit(self.rate_limit_unit, self.rate_limit_duration)
+
+
+@attrs.frozen
+class RateLimit:
+    """A rate: ``duration`` requests per one ``unit`` (the API's pair of fields as one value).
+
+    ``RateLimit("minute", 240)`` is 240 requests a minute, the Core API's quota.
+
+    By default the limiter built from it is strict: requests are spaced evenly,
+    so no sliding window of one unit ever holds more than ``duration`` of them.
+    ``burst`` > 1 lets that many go at once after an idle spell (a window can
+    then hold up to ``duration + burst - 1``).
+    """
+
+    unit: RateLimitUnit = attrs.field(converter=_unit)
+    duration: int = attrs.field(validator=_positive_int)
+    burst: int = attrs.field(default=1, kw_only=True, validator=_positive_int)
+
+    @property
+    def period(self) -> float:
+        """The length of one unit, in seconds."""
+        return self.unit.seconds
+
+    @property
+    def interval(self) -> float:
+        """The even spacing between two requests, in seconds."""
+        return self.period / self.duration
+
+    @property
+    def per_second(self) -> float:
+        """The rate in requests per second."""
+        return self.duration / self.period
+
+
+def _login_repr(_value: str) -> str:
+    return "'***'"
+
+
+@attrs.frozen
+class Login:
+    """Credentials for the bearer-token login (``POST .../fabric/api/login``).
+
+    ``url`` is configurable because other login URLs exist (DOMAIN.md). The
+    password never appears in ``repr``.
+    """
+
+    username: str = attrs.field(validator=_required_str)
+    password: str = attrs.field(validator=_required_str, repr=_login_repr)
+    url: str = attrs.field(
+        default="https://app.wearepatchworks.com/fabric/api/login",
+        kw_only=True,
+        validator=_required_str,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ErrorResponse:
+    """The Laravel validation error body of a 422: ``{"message": ..., "errors": {...}}``."""
+
+    message: str = ""
+    errors: dict[str, list[str]] = attrs.field(factory=dict)
