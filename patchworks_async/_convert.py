@@ -107,6 +107,13 @@ def structure(data: Any, cls: type[T]) -> T:
     Raises:
         InvalidRequestError: naming the first field that does not fit.
     """
+    if isinstance(data, Mapping) and attrs.has(cls) and "extra" in attrs.fields_dict(cls):
+        # Nothing the caller gave is dropped: keys the model does not know go to ``extra``.
+        known = attrs.fields_dict(cls)
+        unknown = {key: value for key, value in data.items() if key not in known}
+        if unknown:
+            data = {key: value for key, value in data.items() if key in known}
+            data["extra"] = {**(data.get("extra") or {}), **unknown}
     try:
         return _CONVERTER.structure(data, cls)
     except InvalidRequestError:

@@ -1,0 +1,214 @@
+"""Ring 2 (fake clock): strict limiters, the in-flight bound, the pause gate, the registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+from aiolimiter import AsyncLimiter
+
+from patchworks_async import RateLimit
+from patchworks_async._limits import SAFETY_MARGIN, InstanceRegistry, Limits, StrictLimiter
+from tests.virtual_time import run_virtual, sliding_window_max
+
+
+async def _grants(limiter: StrictLimiter | AsyncLimiter, count: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return times
+
+
+def test_plain_aiolimiter_bursts_which_is_what_we_avoid() -> None:
+    async def main() -> list[float]:
+        return await _grants(AsyncLimiter(240, 60), 600)
+
+    times = run_virtual(main)
+    assert sliding_window_max(times, 60.0) > 400  # its documented first-window burst
+
+
+@pytest.mark.parametrize(
+    "rate", [RateLimit("minute", 240), RateLimit("second", 7), RateLimit("hour", 1000)]
+)
+def test_strict_limiter_never_exceeds_a_window_and_reaches_98_percent(rate: RateLimit) -> None:
+    windows = 6
+    count = rate.duration * windows
+
+    async def main() -> list[float]:
+        return await _grants(StrictLimiter(rate), count)
+
+    times = run_virtual(main)
+    assert sliding_window_max(times, rate.period) <= rate.duration
+    span = max(times) - min(times)
+    achieved = (count - 1) / span * rate.period
+    assert achieved >= 0.98 * rate.duration
+    assert achieved <= rate.duration
+
+
+def test_opt_in_burst() -> None:
+    rate = RateLimit("second", 10, burst=5)
+
+    async def main() -> list[float]:
+        return await _grants(StrictLimiter(rate), 30)
+
+    times = run_virtual(main)
+    assert times[4] - times[0] < 0.001  # five at once
+    assert sliding_window_max(times, 1.0) <= rate.duration + rate.burst - 1
+
+
+def _limits(client: RateLimit | None, max_in_flight: int = 8) -> Limits:
+    return Limits(
+        client_limiter=StrictLimiter(client) if client else None,
+        instances=InstanceRegistry(100),
+        max_in_flight=max_in_flight,
+    )
+
+
+async def _send_through(
+    limits: Limits, connectors: list[str | None], hold: float = 0.0
+) -> dict[str | None, list[float]]:
+    loop = asyncio.get_running_loop()
+    sent: dict[str | None, list[float]] = defaultdict(list)
+
+    async def one(connector: str | None) -> None:
+        async with limits.slot(connector):
+            sent[connector].append(loop.time())
+            await asyncio.sleep(hold)
+
+    await asyncio.gather(*(one(c) for c in connectors))
+    return sent
+
+
+def test_instances_and_client_are_both_strict_where_they_meet() -> None:
+    client_rate = RateLimit("second", 20)
+    rates = {"a": RateLimit("second", 5), "b": RateLimit("second", 3), "c": RateLimit("minute", 30)}
+
+    async def main() -> dict[str | None, list[float]]:
+        limits = _limits(client_rate)
+        for key, rate in rates.items():
+            limits.instances.set(key, rate)
+        work: list[str | None] = ["a"] * 40 + ["b"] * 25 + ["c"] * 40 + [None] * 120
+        return await _send_through(limits, work, hold=0.01)
+
+    sent = run_virtual(main)
+    everything = [t for times in sent.values() for t in times]
+    assert sliding_window_max(everything, 1.0) <= client_rate.duration
+    for key, rate in rates.items():
+        assert sliding_window_max(sent[key], rate.period) <= rate.duration, key
+
+
+def test_instance_is_counted_when_it_leaves_not_when_granted() -> None:
+    # The instance allows 1 a second; the client only 1 every 10 s. Without the
+    # recharge, the instance's second call would be granted while its first still
+    # waited for the client, and both would leave 10 s apart but then two more
+    # could leave closer than 1 s. Here every instance call is >= 1 s apart *as sent*.
+    async def main() -> dict[str | None, list[float]]:
+        limits = _limits(RateLimit("minute", 6))
+        limits.instances.set("a", RateLimit("second", 1))
+        return await _send_through(limits, ["a", None, "a", None, "a", "a"])
+
+    sent = run_virtual(main)
+    times = sent["a"]
+    assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[1:], strict=False))
+
+
+def test_in_flight_never_exceeds_the_bound() -> None:
+    async def main() -> int:
+        limits = _limits(None, max_in_flight=3)
+        busy = 0
+        peak = 0
+
+        async def one() -> None:
+            nonlocal busy, peak
+            async with limits.slot(None):
+                busy += 1
+                peak = max(peak, busy)
+                await asyncio.sleep(0.5)
+                busy -= 1
+
+        await asyncio.gather(*(one() for _ in range(20)))
+        return peak
+
+    assert run_virtual(main) == 3
+
+
+def test_slow_instance_does_not_hold_in_flight_slots() -> None:
+    # One in-flight slot; instance "slow" may send once a minute. Its queued calls
+    # wait outside the bound, so unpaced calls are not stuck behind them.
+    async def main() -> dict[str | None, list[float]]:
+        limits = _limits(None, max_in_flight=1)
+        limits.instances.set("slow", RateLimit("minute", 1))
+        return await _send_through(limits, ["slow", "slow", "slow", None, None, None], hold=0.1)
+
+    sent = run_virtual(main)
+    assert max(sent[None]) < 1.0
+    assert sent["slow"][1] >= 60.0
+
+
+def test_pause_gate_holds_every_call() -> None:
+    async def main() -> list[float]:
+        limits = _limits(RateLimit("second", 100))
+        limits.gate.pause(5.0)
+        sent = await _send_through(limits, [None] * 10)
+        return sent[None]
+
+    times = run_virtual(main)
+    assert min(times) >= 5.0
+    assert sliding_window_max(times, 1.0) <= 100
+
+
+def test_pause_during_limiter_wait_is_respected() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limits = _limits(RateLimit("second", 2))
+        sent: list[float] = []
+
+        async def one(i: int) -> None:
+            async with limits.slot(None):
+                sent.append(loop.time())
+                if i == 0:
+                    limits.gate.pause(30.0)  # the first answer was a 429
+
+        await asyncio.gather(*(one(i) for i in range(6)))
+        return sent
+
+    times = run_virtual(main)
+    assert times[0] < 0.001
+    assert all(t >= 30.0 for t in times[1:])
+    assert sliding_window_max(times[1:], 1.0) <= 2
+
+
+def test_registry_is_bounded_and_keeps_entries_in_use() -> None:
+    registry = InstanceRegistry(3)
+    for key in "abcde":
+        registry.set(key, RateLimit("second", 1))
+    assert len(registry) == 3
+    assert "a" not in registry
+    assert "e" in registry
+    busy = registry.checkout("c")
+    assert busy is not None
+    for key in "fgh":
+        registry.set(key, RateLimit("second", 1))
+    assert "c" in registry  # in use: never dropped
+    registry.release(busy)
+    registry.set("i", RateLimit("second", 1))
+    assert len(registry) == 3
+    registry.set("i", None)
+    assert "i" not in registry
+
+
+def test_registry_changes_rate() -> None:
+    registry = InstanceRegistry(10)
+    registry.set("a", RateLimit("second", 1))
+    registry.set("a", RateLimit("minute", 5))
+    assert registry.rate_for("a") == RateLimit("minute", 5)
+
+
+def test_safety_margin_is_small() -> None:
+    assert 0 < SAFETY_MARGIN <= 0.01

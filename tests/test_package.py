@@ -1,0 +1,68 @@
+"""Ring 1: the shape of the package (public namespace, purity of the core, typing marker)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import patchworks_async
+
+PACKAGE = pathlib.Path(patchworks_async.__file__).parent
+PURE = ["_constants", "_convert", "_errors", "_events", "_ratelimit", "_retry", "_sansio", "_version", "models"]
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            prefix = "." * node.level
+            module = node.module or ""
+            names.add(prefix + module)
+            if node.level and not node.module:
+                names.update(prefix + alias.name for alias in node.names)
+    return names
+
+
+def test_all_is_sorted_and_complete() -> None:
+    exported = patchworks_async.__all__
+    assert exported == sorted(exported)
+    public = {name for name in vars(patchworks_async) if not name.startswith("_")}
+    public.discard("models")
+    public.discard("testing")
+    assert public <= set(exported) | {"annotations"}
+    for name in exported:
+        assert hasattr(patchworks_async, name), name
+
+
+def test_pure_core_imports_neither_aiohttp_nor_asyncio() -> None:
+    for name in PURE:
+        imports = _imports(PACKAGE / f"{name}.py")
+        for imported in imports:
+            root = imported.lstrip(".").split(".")[0]
+            assert root not in {"aiohttp", "asyncio", "aiolimiter", "backoff", "yarl"}, (
+                name,
+                imported,
+            )
+            if imported.startswith(".") and root:
+                assert root in PURE, (name, imported)
+
+
+def test_only_the_transport_imports_aiohttp_in_the_client() -> None:
+    users = {
+        path.stem
+        for path in PACKAGE.glob("_*.py")
+        if any(imported.split(".")[0] == "aiohttp" for imported in _imports(path))
+    }
+    # _client only names aiohttp.ClientSession to check the type of a session passed in.
+    assert users <= {"_transport", "_client"}
+
+
+def test_py_typed_ships() -> None:
+    assert (PACKAGE / "py.typed").exists()
+
+
+def test_errors_module_is_a_leaf() -> None:
+    assert not [name for name in _imports(PACKAGE / "_errors.py") if name.startswith(".")]
