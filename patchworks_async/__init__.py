@@ -5,6 +5,7 @@ The public API is what this module exports, plus the public submodules
 name starts with ``_`` is private.
 """
 
+from ._bulk import ReauthoriseOutcome
 from ._client import LimiterBackend, OAuth, PatchworksClient
 from ._errors import (
     APIError,
@@ -55,6 +56,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitState",
     "RateLimitUnit",
+    "ReauthoriseOutcome",
     "ReauthoriseRequest",
     "RequestTimeoutError",
     "ResponseDecodeError",

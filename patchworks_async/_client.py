@@ -8,6 +8,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ import backoff
 
 from . import _constants, _sansio
 from ._auth import Auth, LoginAuth, StaticAuth
+from ._bulk import ItemSource, ProgressHook, ReauthoriseOutcome, reauthorise_many
 from ._errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -181,6 +183,40 @@ class OAuth:
         if new_rate is not None and built.connector is not None:
             self._client.set_instance_rate_limit(built.connector, new_rate)
         return result
+
+    def reauthorise_many(
+        self,
+        items: ItemSource,
+        *,
+        concurrency: int = 16,
+        on_progress: ProgressHook | None = None,
+        read_ahead: int | None = None,
+    ) -> AsyncIterator[ReauthoriseOutcome]:
+        """Reauthorise many instances; an async iterator of one outcome per item.
+
+        Outcomes come in completion order. A failure (bad input included) is an
+        outcome, not an exception: the job goes on. Input is read lazily, at most
+        ``read_ahead`` (default ``max(8 * concurrency, 64)``) items ahead.
+        ``concurrency`` bounds the items being sent at once; items waiting for
+        their instance's limiter or a retry hold no slot. Cancel the consuming
+        task (or close the iterator) to stop: every task it started is cancelled.
+
+        Args:
+            items: an iterable or async iterable of ``(connector, ReauthoriseRequest)``.
+            concurrency: items in flight at once (also bounded by ``max_connections``).
+            on_progress: called with each outcome as it is yielded.
+            read_ahead: how far ahead of the outcomes the input is read.
+
+        Returns:
+            An async iterator of :class:`ReauthoriseOutcome`.
+        """
+        return reauthorise_many(
+            self._client,
+            items,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            read_ahead=read_ahead,
+        )
 
 
 class PatchworksClient:
@@ -390,8 +426,17 @@ class PatchworksClient:
         if hook is not None:
             hook(event)
 
-    async def _call(self, request: Request) -> dict[str, Any]:
-        """Send ``request`` under the limits, with retries; return the JSON object."""
+    async def _call(
+        self,
+        request: Request,
+        extra: asyncio.Semaphore | None = None,
+        tracker: CallTracker | None = None,
+    ) -> dict[str, Any]:
+        """Send ``request`` under the limits, with retries; return the JSON object.
+
+        ``extra`` is a further concurrency bound taken only while sending (a bulk
+        job's); ``tracker`` learns how many attempts were made.
+        """
         limits = self._ensure_limits()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -403,8 +448,10 @@ class PatchworksClient:
         observe = self._hooked()
         while True:
             attempt += 1
+            if tracker is not None:
+                tracker.attempts = attempt
             try:
-                return await self._attempt(limits, request, attempt, observe)
+                return await self._attempt(limits, request, attempt, observe, extra)
             except AuthenticationError:
                 # One fresh login and one more try (the token may have expired early).
                 if refreshed or not self._auth.refreshable:
@@ -458,7 +505,12 @@ class PatchworksClient:
             )
 
     async def _attempt(
-        self, limits: Limits, request: Request, attempt: int, observe: bool
+        self,
+        limits: Limits,
+        request: Request,
+        attempt: int,
+        observe: bool,
+        extra: asyncio.Semaphore | None,
     ) -> dict[str, Any]:
         if observe:
             self._emit(
@@ -468,7 +520,7 @@ class PatchworksClient:
                 connector=request.connector,
             )
         url = self.base_url + request.path
-        async with limits.slot(request.connector) as waited:
+        async with limits.slot(request.connector, extra) as waited:
             auth = await self._auth.header(self._transport)
             headers = {**request.headers, "Authorization": auth}
             if observe:
@@ -559,6 +611,15 @@ class PatchworksClient:
         limits.gate.pause(seconds)
         if self._backend is not None:
             self._backend.pause(seconds)
+
+
+class CallTracker:
+    """Learns what happened inside one call (for bulk outcomes)."""
+
+    __slots__ = ("attempts",)
+
+    def __init__(self) -> None:
+        self.attempts = 0
 
 
 class LimiterBackend:

@@ -189,34 +189,58 @@ class Limits:
         self._in_flight = asyncio.Semaphore(max_in_flight)
 
     @asynccontextmanager
-    async def slot(self, connector: str | None) -> AsyncIterator[float]:
-        """Wait for the request's turn; yields the seconds spent waiting. The body sends it."""
+    async def slot(
+        self, connector: str | None, extra: asyncio.Semaphore | None = None
+    ) -> AsyncIterator[float]:
+        """Wait for the request's turn; yields the seconds spent waiting. The body sends it.
+
+        ``extra`` is a further bound taken with the in-flight slot (a bulk job's
+        concurrency), so a call waiting on its instance's limiter holds neither.
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
         entry = self.instances.checkout(connector) if connector is not None else None
         try:
             if entry is None:
-                async with self._in_flight:
+                await self._take_slots(extra)
+                try:
                     await self._client_turn()
                     yield loop.time() - started
+                finally:
+                    self._release_slots(extra)
                 return
             async with entry.lock:
                 await entry.limiter.acquire()
                 granted = loop.time()
-                await self._in_flight.acquire()
+                await self._take_slots(extra)
                 try:
                     await self._client_turn()
                     await entry.limiter.recharge(loop.time() - granted)
                 except BaseException:
-                    self._in_flight.release()
+                    self._release_slots(extra)
                     raise
             try:
                 yield loop.time() - started
             finally:
-                self._in_flight.release()
+                self._release_slots(extra)
         finally:
             if entry is not None:
                 self.instances.release(entry)
+
+    async def _take_slots(self, extra: asyncio.Semaphore | None) -> None:
+        if extra is not None:
+            await extra.acquire()
+        try:
+            await self._in_flight.acquire()
+        except BaseException:
+            if extra is not None:
+                extra.release()
+            raise
+
+    def _release_slots(self, extra: asyncio.Semaphore | None) -> None:
+        self._in_flight.release()
+        if extra is not None:
+            extra.release()
 
     async def _client_turn(self) -> None:
         gate = self.gate

@@ -121,7 +121,7 @@ def test_missing_required_field_raises_naming_it() -> None:
         ("rate_limit_duration", False),
     ],
 )
-def test_bad_reauthorise_field_is_named(field: str, value: object) -> None:
+def test_bad_reauthorise_field_is_named(field: str, value: Any) -> None:
     with pytest.raises(InvalidRequestError) as info:
         ReauthoriseRequest(**{field: value})
     assert info.value.field is not None
@@ -170,7 +170,7 @@ def test_rate_limit_value() -> None:
         RateLimit("hour", 5)
     )
     with pytest.raises(InvalidRequestError):
-        RateLimit("fortnight", 1)  # type: ignore[arg-type]
+        RateLimit("fortnight", 1)
     with pytest.raises(InvalidRequestError):
         RateLimit("second", 0)
 

@@ -8,7 +8,17 @@ import pathlib
 import patchworks_async
 
 PACKAGE = pathlib.Path(patchworks_async.__file__).parent
-PURE = ["_constants", "_convert", "_errors", "_events", "_ratelimit", "_retry", "_sansio", "_version", "models"]
+PURE = [
+    "_constants",
+    "_convert",
+    "_errors",
+    "_events",
+    "_ratelimit",
+    "_retry",
+    "_sansio",
+    "_version",
+    "models",
+]
 
 
 def _imports(path: pathlib.Path) -> set[str]:

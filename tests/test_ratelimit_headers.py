@@ -47,7 +47,11 @@ def test_retry_after_never_raises_and_is_never_negative(value: str) -> None:
 
 def test_rate_limit_headers() -> None:
     state = parse_rate_limit_headers(
-        {"X-RateLimit-Limit": "240", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1800000010"},
+        {
+            "X-RateLimit-Limit": "240",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "1800000010",
+        },
         now=NOW,
     )
     assert state == RateLimitState(limit=240, remaining=0, reset_at=1800000010.0, observed_at=NOW)
@@ -67,7 +71,9 @@ def test_retry_after_state_pauses() -> None:
 
 
 def test_garbage_numbers_are_ignored() -> None:
-    state = parse_rate_limit_headers({"X-RateLimit-Limit": "lots", "X-RateLimit-Remaining": "2"}, now=0)
+    state = parse_rate_limit_headers(
+        {"X-RateLimit-Limit": "lots", "X-RateLimit-Remaining": "2"}, now=0
+    )
     assert state is not None
     assert state.limit is None
     assert state.remaining == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from patchworks_async import (
@@ -25,7 +27,7 @@ IDEM = Safety.IDEMPOTENT
 CREATES = Safety.CREATES
 
 
-def api(status: int, cls: type[APIError] = APIError, **extra: object) -> APIError:
+def api(status: int, cls: type[APIError] = APIError, **extra: Any) -> APIError:
     return cls(status=status, method="PATCH", url="u", headers={}, body=None, **extra)
 
 

@@ -95,7 +95,11 @@ def test_connector_is_exactly_one_encoded_segment(connector: str, segment: str) 
     assert request.path == f"/api/v1/oauth/{segment}/reauthorise"
 
 
-@given(st.text(min_size=1, max_size=200).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)))
+@given(
+    st.text(min_size=1, max_size=200).filter(
+        lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+    )
+)
 def test_any_connector_round_trips_as_one_segment(connector: str) -> None:
     path = build_reauthorise(connector, ReauthoriseRequest()).path
     match = SEGMENT.match(path)
