@@ -120,15 +120,12 @@ def _puller(items: ItemSource) -> Callable[[], Any]:
     return next_sync
 
 
-async def reauthorise_many(
-    client: PatchworksClient,
-    items: ItemSource,
-    *,
-    concurrency: int = 16,
-    on_progress: ProgressHook | None = None,
-    read_ahead: int | None = None,
-) -> AsyncIterator[ReauthoriseOutcome]:
-    """Reauthorise many instances; yield one outcome per item, in completion order."""
+def check_bulk_arguments(concurrency: int, read_ahead: int | None) -> int:
+    """Check the knobs of a bulk job; return the read-ahead window.
+
+    Raises:
+        InvalidRequestError: naming the bad argument.
+    """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequestError(
             "concurrency must be an integer of at least 1", field="concurrency"
@@ -138,6 +135,19 @@ async def reauthorise_many(
         raise InvalidRequestError(
             "read_ahead must be an integer of at least concurrency", field="read_ahead"
         )
+    return window
+
+
+async def reauthorise_many(
+    client: PatchworksClient,
+    items: ItemSource,
+    *,
+    concurrency: int = 16,
+    on_progress: ProgressHook | None = None,
+    read_ahead: int | None = None,
+) -> AsyncIterator[ReauthoriseOutcome]:
+    """Reauthorise many instances; yield one outcome per item, in completion order."""
+    window = check_bulk_arguments(concurrency, read_ahead)
     pull = _puller(items)
     slots = asyncio.Semaphore(concurrency)
     finished: asyncio.Queue[asyncio.Task[ReauthoriseOutcome]] = asyncio.Queue()

@@ -18,7 +18,13 @@ import backoff
 
 from . import _constants, _sansio
 from ._auth import Auth, LoginAuth, StaticAuth
-from ._bulk import ItemSource, ProgressHook, ReauthoriseOutcome, reauthorise_many
+from ._bulk import (
+    ItemSource,
+    ProgressHook,
+    ReauthoriseOutcome,
+    check_bulk_arguments,
+    reauthorise_many,
+)
 from ._errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -210,6 +216,7 @@ class OAuth:
         Returns:
             An async iterator of :class:`ReauthoriseOutcome`.
         """
+        check_bulk_arguments(concurrency, read_ahead)
         return reauthorise_many(
             self._client,
             items,
