@@ -64,17 +64,19 @@ class Request:
 
     @property
     def headers(self) -> Mapping[str, str]:
-        """The request's headers, less ``Authorization`` (the transport adds it)."""
-        return _JSON_BODY_HEADERS if self.body is not None else _BASE_HEADERS
+        """The request's headers, less ``Authorization`` (the client adds it).
+
+        ``Content-Type: application/json`` goes on every request, as the
+        Patchworks documentation asks (DOMAIN.md), bodiless POSTs included:
+        otherwise aiohttp would label an empty POST ``application/octet-stream``.
+        """
+        return _HEADERS
 
 
-_BASE_HEADERS: Final[Mapping[str, str]] = {
+_HEADERS: Final[Mapping[str, str]] = {
     "Accept": "application/json",
-    "User-Agent": _constants.USER_AGENT,
-}
-_JSON_BODY_HEADERS: Final[Mapping[str, str]] = {
-    **_BASE_HEADERS,
     "Content-Type": "application/json",
+    "User-Agent": _constants.USER_AGENT,
 }
 
 

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
 from patchworks_async import (
@@ -78,7 +79,7 @@ async def test_request_headers_and_body(fake: FakePatchworks, client: Patchworks
     assert patch.headers["User-Agent"] == f"patchworks-async/{__version__}"
     assert patch.json == {"variables": [{"key": "shop", "value": "acme"}]}
     assert post.headers["Accept"] == "application/json"
-    assert "Content-Type" not in post.headers
+    assert post.headers["Content-Type"] == "application/json"  # DOMAIN.md: on every request
     assert post.body == b""
 
 
@@ -119,9 +120,9 @@ async def test_connector_is_one_segment_on_the_wire(
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: AuthoriseRequest(**{**AUTHORISE.__dict__, "rate_limit_duration": 0}),
-        lambda: AuthoriseRequest(**{**AUTHORISE.__dict__, "rate_limit_duration": True}),
-        lambda: AuthoriseRequest(**{**AUTHORISE.__dict__, "rate_limit_unit": "week"}),
+        lambda: attrs.evolve(AUTHORISE, rate_limit_duration=0),
+        lambda: attrs.evolve(AUTHORISE, rate_limit_duration=True),
+        lambda: attrs.evolve(AUTHORISE, rate_limit_unit="week"),
         lambda: ReauthoriseRequest(connection_pool_id="7"),  # type: ignore[arg-type]
     ],
 )

@@ -70,7 +70,8 @@ def test_headers() -> None:
     assert with_body["Content-Type"] == "application/json"
     assert with_body["User-Agent"] == f"patchworks-async/{__version__}"
     without_body = build_authenticate().headers
-    assert "Content-Type" not in without_body
+    # DOMAIN.md: Accept and Content-Type on every request, bodiless ones too.
+    assert without_body["Content-Type"] == "application/json"
     assert without_body["Accept"] == "application/json"
 
 
