@@ -410,7 +410,7 @@ class PatchworksClient:
         limits = Limits(
             client_limiter=client_limiter,
             instances=InstanceRegistry(self._max_instance_limiters),
-            max_in_flight=self.max_connections,
+            max_in_flight=self._transport.pool_limit,
         )
         if self._backend is not None:
             self._backend.attach(limits.gate)

@@ -77,6 +77,15 @@ class Transport:
         self._closed = False
 
     @property
+    def pool_limit(self) -> int:
+        """How many connections the pool allows (a borrowed session's own limit counts)."""
+        if self._borrowed is not None:
+            limit = self._borrowed.connector.limit if self._borrowed.connector else 0
+            if limit:
+                return min(limit, self._max_connections)
+        return self._max_connections
+
+    @property
     def connections_opened(self) -> int:
         """TCP connections this client's own pool has opened (0 for a borrowed session)."""
         return self._connections_opened

@@ -1,0 +1,18 @@
+"""Test helpers shipped with patchworks_async: a fake Patchworks Core API server.
+
+``FakePatchworks`` is a real HTTP server on 127.0.0.1 (aiohttp), for your own tests::
+
+    from patchworks_async.testing import FakePatchworks, Fault
+
+    async with FakePatchworks() as fake:
+        fake.add_faults(Fault.too_many(retry_after=1))
+        ...  # point your client at fake.url with fake.api_key
+
+Run it on its own with ``python -m patchworks_async.testing --port 8080``.
+"""
+
+from __future__ import annotations
+
+from ._server import FakePatchworks, Fault, RecordedRequest
+
+__all__ = ["FakePatchworks", "Fault", "RecordedRequest"]
