@@ -226,16 +226,24 @@ async def test_expired_token_triggers_one_fresh_login_and_one_retry(fake: FakePa
     assert statuses.count("/api/v1/oauth/authenticate") == 3  # ok, 401, ok
 
 
-async def test_token_renewed_before_expiry(fake: FakePatchworks) -> None:
-    short = FakePatchworks(token_ttl=0.05)
-    async with short:
-        login = Login(short.username, short.password, url=short.login_url)
-        async with _client(short, login=login) as client:
+async def test_token_renewed_before_expiry(
+    fake: FakePatchworks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake's tokens live 100 s; the client renews 10 s early (a tenth, for short lives).
+    long_lived = FakePatchworks(token_ttl=100)
+    now = [1000.0]
+    monkeypatch.setattr("patchworks_async._auth._monotonic", lambda: now[0])
+    async with long_lived:
+        login = Login(long_lived.username, long_lived.password, url=long_lived.login_url)
+        async with _client(long_lived, login=login) as client:
             await client.oauth.authenticate()
-            await asyncio.sleep(0.06)  # the fake's token lifetime, not a wait for timing
+            now[0] += 89.0
             await client.oauth.authenticate()
-        assert short.login_count == 2
-        assert not [r for r in short.requests if r.path.startswith("/api/") and r.status == 401]
+            assert long_lived.login_count == 1  # still fresh: reused
+            now[0] += 2.0
+            await client.oauth.authenticate()
+        assert long_lived.login_count == 2  # renewed before the server would refuse it
+        assert not [r for r in long_lived.requests if r.status == 401]
 
 
 async def test_wrong_login_is_an_authentication_error(fake: FakePatchworks) -> None:
