@@ -126,7 +126,13 @@ class LoginAuth:
                 body=raw.body,
                 now=time.time(),
             )
-        data = decode_success(status=raw.status, method="POST", url=raw.url, body=raw.body)
+        try:
+            data = decode_success(status=raw.status, method="POST", url=raw.url, body=raw.body)
+        except ResponseDecodeError as error:
+            # The body of a login answer may hold a token: keep none of it.
+            raise ResponseDecodeError(
+                str(error), status=raw.status, method="POST", url=raw.url, body=b""
+            ) from None
         token = data.get("token")
         expires_in = data.get("expires_in", 86400)
         if not isinstance(token, str) or not token:
