@@ -64,6 +64,21 @@ def _structure_variables(value: Any, _type: Any) -> str | tuple[Variable, ...] |
     )
 
 
+_VARIABLE_KEYS = frozenset(field.name for field in attrs.fields(Variable))
+
+
+def _check_variable_keys(value: Any) -> None:
+    # The validation rules name every key a variable may have: an unknown one is
+    # refused rather than silently dropped.
+    if isinstance(value, Mapping):
+        unknown = sorted(str(key) for key in value if key not in _VARIABLE_KEYS)
+        if unknown:
+            raise InvalidRequestError(
+                f"a variable has keys the API does not know: {', '.join(unknown)}",
+                field=f"variables.{unknown[0]}",
+            )
+
+
 def _structure_unit(value: Any, _type: Any) -> RateLimitUnit:
     return RateLimitUnit(value)
 
@@ -90,6 +105,14 @@ def _make_converter() -> cattrs.Converter:
         converter.register_unstructure_hook(cls, _omit_none_hook(converter, cls))
     converter.register_structure_hook(_VariablesType, _structure_variables)
     converter.register_structure_hook(RateLimitUnit, _structure_unit)
+    structure_variable_fields = converter.get_structure_hook(Variable)
+
+    def structure_variable(value: Any, _type: Any) -> Variable:
+        _check_variable_keys(value)
+        variable: Variable = structure_variable_fields(value, Variable)
+        return variable
+
+    converter.register_structure_hook(Variable, structure_variable)
     return converter
 
 
@@ -119,14 +142,25 @@ def structure(data: Any, cls: type[T]) -> T:
     except InvalidRequestError:
         raise
     except cattrs.ClassValidationError as exc:
-        for inner in exc.exceptions:
-            if isinstance(inner, InvalidRequestError):
-                raise inner from None
+        inner = _first_invalid(exc)
+        if inner is not None:
+            raise inner from None
         messages = cattrs.transform_error(exc)
         field = _first_field(messages)
         raise InvalidRequestError(f"{cls.__name__}: {'; '.join(messages)}", field=field) from None
     except (TypeError, ValueError, KeyError) as exc:
         raise InvalidRequestError(f"{cls.__name__}: {exc}") from None
+
+
+def _first_invalid(error: BaseException) -> InvalidRequestError | None:
+    """Our own InvalidRequestError, however deep cattrs nested it."""
+    if isinstance(error, InvalidRequestError):
+        return error
+    for inner in getattr(error, "exceptions", ()):
+        found = _first_invalid(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def _first_field(messages: list[str]) -> str | None:

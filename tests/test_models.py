@@ -197,3 +197,12 @@ def test_models_are_frozen() -> None:
     request = ReauthoriseRequest(timezone="UTC")
     with pytest.raises(AttributeError):
         request.timezone = "x"  # type: ignore[misc]
+
+
+def test_unknown_variable_keys_are_refused_not_dropped() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        structure(
+            {"variables": [{"key": "a", "value": "b", "description": "x"}]}, ReauthoriseRequest
+        )
+    assert info.value.field == "variables.description"
+    assert "description" in str(info.value)
