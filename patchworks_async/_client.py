@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
@@ -61,9 +62,22 @@ def check_url(field: str, url: object, *, allow_insecure_http: bool) -> str:
     """
     if not isinstance(url, str) or not url:
         raise InvalidRequestError(f"{field} must be a non-empty string", field=field)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError(f"{field} must be an http(s) URL with a host", field=field)
+    if not url.isascii() or any(char <= " " or char == "\x7f" for char in url):
+        # urlsplit quietly drops CR, LF and tab, and aiohttp sends the URL as given:
+        # a space, control or non-ASCII character would garble the request line.
+        raise InvalidRequestError(
+            f"{field} must be printable ASCII without spaces (percent-encode the rest, "
+            "punycode a host name)",
+            field=field,
+        )
+    message = f"{field} must be an http(s) URL with a host"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a ValueError for a port that is no number from 0 to 65535
+    except ValueError:  # that, or a broken IPv6 literal
+        raise InvalidRequestError(message, field=field) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise InvalidRequestError(message, field=field)
     if parts.username or parts.password:
         raise InvalidRequestError(f"{field} must not carry credentials", field=field)
     if parts.query or parts.fragment:
@@ -114,6 +128,19 @@ def _check_secret(field: str, value: object) -> None:
         raise InvalidRequestError(
             f"{field} holds a control character and cannot be sent in a header", field=field
         )
+
+
+def _credential_fingerprint(
+    api_key: str | None, token: str | None, login: Login | None, auth: Auth
+) -> str:
+    """A SHA-256 of the credential, stable for the client's life (a login's token changes)."""
+    if login is not None:
+        material = f"login:{login.url}|{login.username}"
+    elif token is not None:
+        material = f"token:{token}"
+    else:
+        material = f"{auth.kind}:{api_key or os.environ.get(_constants.ENV_API_KEY, '')}"
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 class OAuth:
@@ -310,6 +337,15 @@ class PatchworksClient:
         self.rate_limit = rate_limit
         self.retry = retry if retry is not None else RetryPolicy.disabled()
         self.on_event = on_event
+        if limiter is not None:
+            if not isinstance(limiter, LimiterBackend):
+                raise InvalidRequestError(
+                    "limiter must be a LimiterBackend (e.g. RedisLimiter)", field="limiter"
+                )
+            try:
+                limiter.bind(_credential_fingerprint(api_key, token, login, self._auth))
+            except ValueError as exc:
+                raise InvalidRequestError(str(exc), field="limiter") from None
         self._backend = limiter
         self._transport = Transport(
             base_url=self.base_url,
@@ -448,8 +484,8 @@ class PatchworksClient:
         loop = asyncio.get_running_loop()
         started = loop.time()
         policy = self.retry
-        waits = backoff.expo(base=2, factor=policy.backoff_base, max_value=policy.backoff_max)
-        next(waits)  # python-backoff's generators yield 0 first, for priming
+        # Made at the first failure: most calls never need one.
+        waits: Iterator[float] | None = None
         attempt = 0
         refreshed = False
         observe = self._hooked()
@@ -467,6 +503,11 @@ class PatchworksClient:
                 refreshed = True
                 continue
             except PatchworksError as error:
+                if waits is None:
+                    waits = backoff.expo(
+                        base=2, factor=policy.backoff_base, max_value=policy.backoff_max
+                    )
+                    next(waits)  # python-backoff's generators yield 0 first, for priming
                 decision = decide(
                     policy,
                     error=error,
@@ -643,6 +684,13 @@ class LimiterBackend:
     def instance_limiter(self, connector: str, rate: RateLimit) -> Limiter:
         """The limiter of one instance."""
         raise NotImplementedError
+
+    def bind(self, credential_fingerprint: str) -> None:
+        """Called once by the client with a hash of its credential (never the credential).
+
+        A shared backend scopes its keys by it, so that clients of one credential
+        share one budget and clients of different credentials do not.
+        """
 
     def attach(self, gate: Any) -> None:
         """Called once with the client's pause gate, inside the running loop."""

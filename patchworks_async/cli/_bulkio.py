@@ -1,0 +1,368 @@
+"""Files of ``bulk-reauthorise``: the input read lazily, the output written line by line.
+
+Input, CSV or JSON Lines, is read one record at a time (memory does not grow with
+the file). Each record becomes an :class:`Item` or, when it cannot be sent, a
+:class:`BadLine` carrying its line number and the reason.
+
+Output is JSON Lines, one outcome per line, flushed as each completes, so the
+file is a true record at any moment. ``--resume`` relies on three things:
+
+- a line is written with one ``write`` call of a whole line and flushed at once,
+  so a killed process (even SIGKILL) leaves at most a partial *last* line;
+- on resume the file is cut back to its last newline before anything is appended,
+  and lines that do not parse are ignored when reading;
+- the file is locked (``flock``) while a job uses it, so two jobs cannot append to
+  the same output and send the same connectors twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, Any, Final, Self
+
+import attrs
+import orjson
+
+from .._convert import structure
+from .._errors import InvalidRequestError, PatchworksError, UnprocessableEntityError
+from .._sansio import connector_key
+from ..models import ReauthoriseRequest
+from ._config import InputError, text_fields
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover  # Windows has no flock; the lock is skipped there
+    fcntl = None  # type: ignore[assignment]  # the module is optional on this platform
+
+FORMATS: Final = ("csv", "jsonl")
+_EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A cell may hold a whole ``variables`` array; the API refuses bodies over 8 MB anyway.
+_MAX_CELL: Final = 8 * 1024 * 1024
+_REAUTHORISE_FIELDS: Final = frozenset(attrs.fields_dict(ReauthoriseRequest)) - {"extra"}
+_CHUNK: Final = 64 * 1024
+
+
+@attrs.frozen
+class Item:
+    """One input record ready to send."""
+
+    line: int
+    connector: str | int
+    request: ReauthoriseRequest
+
+
+@attrs.frozen
+class BadLine:
+    """One input record that cannot be sent: reported in the output with its line number."""
+
+    line: int
+    connector: Any
+    error: PatchworksError
+
+
+def input_format(path: str, given: str | None) -> str:
+    """``--format`` when given, else the input's extension.
+
+    Raises:
+        InputError: neither says which format.
+    """
+    if given is not None:
+        return given
+    extension = os.path.splitext(path)[1].lower()
+    found = _EXTENSIONS.get(extension)
+    if found is None:
+        raise InputError(
+            f"cannot tell the format of {path}: name it .csv, .jsonl or .ndjson, or pass --format"
+        )
+    return found
+
+
+def count_records(path: str, fmt: str) -> int | None:
+    """How many records the input holds, for the progress total (``None`` for stdin).
+
+    Non-blank lines, less the CSV header: cheap (one pass, constant memory), and
+    exact unless a quoted CSV cell spans lines (then it is an upper bound).
+    """
+    if path == "-":
+        return None
+    count = 0
+    try:
+        with open(path, "rb") as file:
+            for raw in file:
+                if raw.strip():
+                    count += 1
+    except OSError:
+        return None
+    return max(count - 1, 0) if fmt == "csv" else count
+
+
+class InputReader:
+    """Opens the input at once (a missing file or a bad CSV header fails early).
+
+    Iterate :meth:`records` to read it lazily; use it as a context manager to close it.
+    """
+
+    def __init__(self, path: str, fmt: str) -> None:
+        self.path = path
+        self.format = fmt
+        self.unknown_columns: list[str] = []
+        self._file: IO[Any] = self._open(path, fmt)
+        self._header: list[str] = []
+        self._csv: Iterator[list[str]] | None = None
+        try:
+            if fmt == "csv":
+                self._read_header()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _open(path: str, fmt: str) -> IO[Any]:
+        if path == "-":
+            return sys.stdin if fmt == "csv" else sys.stdin.buffer
+        try:
+            if fmt == "csv":
+                # surrogateescape: a line that is not UTF-8 becomes one bad line, not a crash.
+                return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+            return open(path, "rb")
+        except OSError as exc:
+            raise InputError(f"cannot read --input {path}: {exc.strerror}") from None
+
+    def _read_header(self) -> None:
+        # The csv module's cell limit is process-wide; this process is the CLI's own.
+        csv.field_size_limit(_MAX_CELL)
+        reader = csv.reader(self._file)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise InputError(f"{self.path}: line 1, the header, is not valid CSV ({exc})") from None
+        if header is None:
+            raise InputError(f"{self.path} is empty: expected a header row with a connector column")
+        names = [name.strip() for name in header]
+        if "connector" not in names:
+            raise InputError(f"{self.path}: the header row has no connector column")
+        if "" in names or len(set(names)) != len(names):
+            raise InputError(f"{self.path}: the header row has an empty or repeated column name")
+        self._header = names
+        self._csv = reader
+        self.unknown_columns = [
+            name for name in names if name != "connector" and name not in _REAUTHORISE_FIELDS
+        ]
+
+    def records(self) -> Iterator[Item | BadLine]:
+        """Each record in file order, read lazily."""
+        if self.format == "csv":
+            return self._csv_records()
+        return self._jsonl_records()
+
+    def _csv_records(self) -> Iterator[Item | BadLine]:
+        reader = self._csv
+        if reader is None:
+            return
+        line_num = getattr(reader, "line_num", 1)
+        while True:
+            start = line_num + 1
+            try:
+                row = next(reader, None)
+            except csv.Error as exc:
+                line_num = getattr(reader, "line_num", start)
+                yield BadLine(start, None, InvalidRequestError(f"not valid CSV ({exc})"))
+                continue
+            if row is None:
+                return
+            line_num = getattr(reader, "line_num", start)
+            if not any(row):
+                continue  # a blank line
+            yield self._csv_record(start, row)
+
+    def _csv_record(self, line: int, row: list[str]) -> Item | BadLine:
+        if len(row) != len(self._header):
+            message = f"has {len(row)} cells, the header has {len(self._header)}"
+            return BadLine(line, None, InvalidRequestError(message))
+        cells = dict(zip(self._header, row, strict=True))
+        connector = cells.pop("connector").strip()
+        if not _is_utf8(row):
+            return BadLine(line, None, InvalidRequestError("the line is not valid UTF-8"))
+        try:
+            return _item(line, connector or None, text_fields(cells))
+        except InvalidRequestError as error:
+            return BadLine(line, connector or None, error)
+
+    def _jsonl_records(self) -> Iterator[Item | BadLine]:
+        for line, raw in enumerate(self._file, start=1):
+            if not raw.strip():
+                continue
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                yield BadLine(line, None, InvalidRequestError(f"not valid JSON ({exc})"))
+                continue
+            if not isinstance(data, dict):
+                message = "must be a JSON object with a connector and reauthorise fields"
+                yield BadLine(line, None, InvalidRequestError(message))
+                continue
+            connector = data.pop("connector", None)
+            try:
+                yield _item(line, connector, data)
+            except InvalidRequestError as error:
+                yield BadLine(line, connector, error)
+
+    def close(self) -> None:
+        """Close the input (stdin is left open)."""
+        if self._file not in (sys.stdin, sys.stdin.buffer):
+            self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _item(line: int, connector: Any, fields: dict[str, Any]) -> Item:
+    if connector is None or connector == "":
+        raise InvalidRequestError("missing connector", field="connector")
+    connector_key(connector)  # the library's check: a str or an int, not empty, not too long
+    return Item(line, connector, structure(fields, ReauthoriseRequest))
+
+
+def _is_utf8(cells: list[str]) -> bool:
+    try:
+        "".join(cells).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def error_fields(error: BaseException) -> dict[str, Any]:
+    """An error as the output's ``error`` object: type, message, status (and details)."""
+    fields: dict[str, Any] = {
+        "type": type(error).__name__,
+        "message": str(error),
+        "status": getattr(error, "status", None),
+    }
+    if isinstance(error, InvalidRequestError) and error.field is not None:
+        fields["field"] = error.field
+    if isinstance(error, UnprocessableEntityError) and error.errors:
+        fields["errors"] = error.errors
+    return fields
+
+
+class OutputFile:
+    """The JSON Lines output, opened for a new job or (``resume``) to continue one.
+
+    Raises:
+        InputError: the file exists with content and ``resume`` is off, it cannot be
+            opened, or another job holds it.
+    """
+
+    def __init__(self, path: str, *, resume: bool) -> None:
+        self.path = path
+        self.done: set[str] = set()
+        self.kept_lines = 0
+        try:
+            if not resume and os.path.exists(path) and os.path.getsize(path) > 0:
+                raise InputError(
+                    f"--output {path} already holds outcomes: pass --resume to continue "
+                    "that job, or choose another file"
+                )
+            self._file = open(path, "a+b")  # noqa: SIM115  # closed by close()
+        except OSError as exc:
+            raise InputError(f"cannot open --output {path}: {exc.strerror}") from None
+        try:
+            self._lock()
+            if resume:
+                self._cut_partial_line()
+                self._read_done()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _lock(self) -> None:
+        if fcntl is None:  # pragma: no cover
+            return
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(f"--output {self.path} is in use by another job") from None
+
+    def _cut_partial_line(self) -> None:
+        """Truncate back to the last newline: a killed writer may have left half a line."""
+        file = self._file
+        end = file.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(position - _CHUNK, 0)
+            file.seek(start)
+            chunk = file.read(position - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            position = start
+        else:
+            keep = 0
+        if keep != end:
+            file.truncate(keep)
+            file.flush()
+
+    def _read_done(self) -> None:
+        """Collect the connectors that already have an ``"ok": true`` line."""
+        self._file.seek(0)
+        for raw in self._file:
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue  # not ours, or damaged: ignored, never fatal
+            self.kept_lines += 1
+            if isinstance(record, dict) and record.get("ok") is True:
+                connector = record.get("connector")
+                if isinstance(connector, str | int) and not isinstance(connector, bool):
+                    self.done.add(str(connector))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record as one line and flush it to the operating system at once."""
+        try:
+            data = orjson.dumps(record)
+        except TypeError:
+            # A result orjson cannot encode (e.g. an integer over 64 bits) still gets its line.
+            record = {**record, "result": None, "result_error": "the result is not encodable"}
+            data = orjson.dumps(record, default=str)
+        self._file.write(data + b"\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close (the lock goes with it)."""
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def outcome_record(line: int, connector: Any, ok: bool, **fields: Any) -> dict[str, Any]:
+    """One output line: ``line``, ``connector``, ``ok`` first, then the rest."""
+    return {"line": line, "connector": connector, "ok": ok, **fields}
+
+
+def bad_line_record(bad: BadLine) -> dict[str, Any]:
+    """The output line of a record that could not be sent (no attempts)."""
+    return outcome_record(
+        bad.line, bad.connector, False, attempts=0, elapsed=0.0, error=error_fields(bad.error)
+    )
