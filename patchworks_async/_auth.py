@@ -16,14 +16,14 @@ import time
 from typing import Protocol
 
 from . import _constants
-
-# The clock token lifetimes are measured on (a module name, so tests can move it).
-_monotonic = time.monotonic
 from ._convert import encode_json
 from ._errors import ResponseDecodeError
 from ._sansio import api_error, decode_success, is_success
 from ._transport import Transport
 from .models import Login
+
+# The clock token lifetimes are measured on (a module name, so tests can move it).
+_monotonic = time.monotonic
 
 
 class Auth(Protocol):

@@ -160,6 +160,16 @@ async def reauthorise_many(
         if not task.cancelled():
             finished.put_nowait(task)
 
+    def on_consumer_done(_consumer: object) -> None:
+        for task in list(running):
+            task.cancel()
+
+    # Cancelling a consumer that is busy in its own loop body does not close this
+    # generator (only dropping it does, and the caller may still hold it): the job's
+    # tasks are tied to the consuming task instead, and end when it ends.
+    consumer = asyncio.current_task()
+    if consumer is not None:
+        consumer.add_done_callback(on_consumer_done)
     try:
         while True:
             while not exhausted and len(running) + finished.qsize() < window:
@@ -178,6 +188,8 @@ async def reauthorise_many(
                 on_progress(outcome)
             yield outcome
     finally:
+        if consumer is not None:
+            consumer.remove_done_callback(on_consumer_done)
         leftovers = list(running)
         for task in leftovers:
             task.cancel()

@@ -32,6 +32,7 @@ from .models import AuthoriseRequest, ReauthoriseRequest
 
 OAUTH_PREFIX: Final = "/api/v1/oauth"
 MAX_CONNECTOR_LENGTH: Final = 1024
+_MAX_INT_CONNECTOR: Final = 10**MAX_CONNECTOR_LENGTH
 
 
 class Safety(enum.Enum):
@@ -91,15 +92,22 @@ def connector_key(connector: object) -> str:
             f"connector must be a string or an integer, got {type(connector).__name__}",
             field="connector",
         )
+    if isinstance(connector, int) and abs(connector) >= _MAX_INT_CONNECTOR:
+        # Checked before str(): past 4,300 digits str() raises a plain ValueError.
+        raise InvalidRequestError(
+            f"connector is longer than {MAX_CONNECTOR_LENGTH} digits", field="connector"
+        )
     text = str(connector)
     if not text:
         raise InvalidRequestError("connector must not be empty", field="connector")
-    if len(text) > MAX_CONNECTOR_LENGTH:
-        raise InvalidRequestError(
-            f"connector is longer than {MAX_CONNECTOR_LENGTH} characters", field="connector"
-        )
     if any(ord(char) >= 0xD800 and ord(char) <= 0xDFFF for char in text):
         raise InvalidRequestError("connector holds a lone surrogate", field="connector")
+    # Bytes, not characters: percent-encoded, 1,024 emoji would make a 12 kB path,
+    # longer than the request line servers accept (aiohttp's: 8,190 bytes).
+    if len(text) > MAX_CONNECTOR_LENGTH or len(text.encode()) > MAX_CONNECTOR_LENGTH:
+        raise InvalidRequestError(
+            f"connector is longer than {MAX_CONNECTOR_LENGTH} bytes (UTF-8)", field="connector"
+        )
     return text
 
 
