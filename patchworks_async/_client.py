@@ -480,7 +480,7 @@ class PatchworksClient:
         ``extra`` is a further concurrency bound taken only while sending (a bulk
         job's); ``tracker`` learns how many attempts were made.
         """
-        limits = self._ensure_limits()
+        limits = self._limits or self._ensure_limits()
         loop = asyncio.get_running_loop()
         started = loop.time()
         policy = self.retry
@@ -568,7 +568,7 @@ class PatchworksClient:
                 connector=request.connector,
             )
         url = self.base_url + request.path
-        async with limits.slot(request.connector, extra) as waited:
+        async with limits.slot(request.connector, extra, timed=observe) as waited:
             auth = await self._auth.header(self._transport)
             headers = {**request.headers, "Authorization": auth}
             if observe:

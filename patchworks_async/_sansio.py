@@ -100,11 +100,16 @@ def connector_key(connector: object) -> str:
     text = str(connector)
     if not text:
         raise InvalidRequestError("connector must not be empty", field="connector")
-    if any(ord(char) >= 0xD800 and ord(char) <= 0xDFFF for char in text):
+    # ASCII (the usual id) holds no surrogate and is one byte a character: the
+    # character scan and the encoding are skipped on every call's path.
+    ascii_only = text.isascii()
+    if not ascii_only and any(0xD800 <= ord(char) <= 0xDFFF for char in text):
         raise InvalidRequestError("connector holds a lone surrogate", field="connector")
     # Bytes, not characters: percent-encoded, 1,024 emoji would make a 12 kB path,
     # longer than the request line servers accept (aiohttp's: 8,190 bytes).
-    if len(text) > MAX_CONNECTOR_LENGTH or len(text.encode()) > MAX_CONNECTOR_LENGTH:
+    if len(text) > MAX_CONNECTOR_LENGTH or (
+        not ascii_only and len(text.encode()) > MAX_CONNECTOR_LENGTH
+    ):
         raise InvalidRequestError(
             f"connector is longer than {MAX_CONNECTOR_LENGTH} bytes (UTF-8)", field="connector"
         )
@@ -119,6 +124,8 @@ def encode_segment(text: str) -> str:
     only dots (``.`` or ``..``) has its dots encoded too, since URL
     normalisation would otherwise remove it or climb a level.
     """
+    if text.isascii() and text.isalnum():
+        return text  # nothing to encode (the usual id): quote() skipped on every call
     encoded = quote(text, safe="")
     if encoded.strip(".") == "":
         encoded = "%2E" * len(encoded)

@@ -1,0 +1,68 @@
+"""The benchmarks package: its pure helpers, its report, and its cheapest real run.
+
+``.ci/run`` runs the whole ``python -m benchmarks --quick``; this keeps the pieces
+honest in the ordinary test run, in about two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from benchmarks import _cli, _overhead, _report, _stats
+from benchmarks._process import Control, Server, server_process
+
+
+def test_max_in_window_is_half_open() -> None:
+    assert _stats.max_in_window([], 1.0) == 0
+    assert _stats.max_in_window([0.0, 0.5, 1.0, 1.5], 1.0) == 2
+    assert _stats.max_in_window([0.0, 0.1, 0.2, 5.0], 1.0) == 3
+    evenly = [index * 0.101 for index in range(100)]  # 10 a second, stretched by 1%
+    assert _stats.max_in_window(evenly, 1.0) == 10
+
+
+def test_achieved_rate_and_buckets() -> None:
+    times = [index * 0.25 for index in range(9)]
+    assert _stats.achieved_rate(times) == 4.0
+    assert _stats.per_second(times, 0.0) == [4, 4, 1]
+    assert _stats.ratio(1.0, 0.0) != _stats.ratio(1.0, 0.0)  # nan
+
+
+def test_targets_and_report_from_results(tmp_path: Path) -> None:
+    row = {"concurrency": 16, "side": _overhead.OURS, "ratio_to_aiohttp": 0.95}
+    window = {
+        "limiter": "client-wide",
+        "limit": 20,
+        "max_in_any_window": 21,
+        "within_limit": False,
+        "achieved_share": 0.99,
+        "share_judged": True,
+    }
+    results = {
+        "overhead": {"rows": [row]},
+        "limiter": {"phases": {"client-wide": [window]}},
+    }
+    found = {target.name: target.met for target in _cli.targets(results)}
+    assert found["overhead: requests/s vs aiohttp, concurrency 16"]
+    assert not found["limiter (client-wide): client-wide, max in any window"]
+    assert found["limiter (client-wide): client-wide, share of limit"]
+    _report.write_json(tmp_path / "latest.json", {"targets": list(found)})
+    assert json.loads((tmp_path / "latest.json").read_text())["targets"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_one_short_run_per_side_against_the_server_process() -> None:
+    async def both(server: Server) -> list[_overhead.Run]:
+        control = Control(server)
+        return [
+            await _overhead.run_one(server, control, side, 2, 0.2)
+            for side in (_overhead.OURS, _overhead.AIOHTTP)
+        ]
+
+    with server_process(instances=1) as server:
+        ours, bare = asyncio.run(both(server))
+    for run in (ours, bare):
+        assert run.calls > 0
+        assert run.connections == 2  # counted by the server: one per worker
+    assert ours.client_connections == 2
