@@ -318,8 +318,9 @@ class RateLimit:
 
     ``RateLimit("minute", 240)`` is 240 requests a minute, the Core API's quota.
 
-    By default the limiter built from it is strict: requests are spaced evenly,
-    so no sliding window of one unit ever holds more than ``duration`` of them.
+    By default the limiter built from it is strict: requests are spaced about
+    evenly (with a little credit for late timer wake-ups, see ``_limits``), so no
+    sliding window of one unit ever holds more than ``duration`` of them.
     ``burst`` > 1 lets that many go at once after an idle spell (a window can
     then hold up to ``duration + burst - 1``).
     """
