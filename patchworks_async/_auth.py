@@ -76,7 +76,7 @@ class LoginAuth:
         self._login = login
         self._header: str | None = None
         self._expires_at = 0.0
-        self._lock: asyncio.Lock | None = None
+        self._pending: asyncio.Future[str] | None = None
         self.logins = 0
 
     @property
@@ -95,13 +95,19 @@ class LoginAuth:
         current = self._valid()
         if current is not None:
             return current
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            current = self._valid()
-            if current is None:
-                current = await self._log_in(transport)
-        return current
+        # One login at a time, shared by every caller that needs it: its token, or
+        # its failure (a wrong password is tried once, not once per waiting call).
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = asyncio.ensure_future(self._log_in(transport))
+            pending.add_done_callback(self._login_done)
+        return await asyncio.shield(pending)
+
+    def _login_done(self, pending: asyncio.Future[str]) -> None:
+        if self._pending is pending:
+            self._pending = None
+        if not pending.cancelled():
+            pending.exception()  # retrieved here, so an unawaited failure is not reported
 
     def invalidate(self, used: str) -> None:
         if self._header == used:

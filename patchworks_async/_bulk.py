@@ -154,24 +154,34 @@ async def reauthorise_many(
     running: set[asyncio.Task[ReauthoriseOutcome]] = set()
     index = 0
     exhausted = False
+    abandoned = False
 
     def on_done(task: asyncio.Task[ReauthoriseOutcome]) -> None:
         running.discard(task)
         if not task.cancelled():
             finished.put_nowait(task)
 
-    def on_consumer_done(_consumer: object) -> None:
+    def on_consumer_done(consumer: asyncio.Task[Any]) -> None:
+        nonlocal abandoned
+        if not consumer.cancelled():
+            return  # it ended normally (asyncio.wait_for's inner task, say): the job goes on
+        abandoned = True
         for task in list(running):
             task.cancel()
 
     # Cancelling a consumer that is busy in its own loop body does not close this
     # generator (only dropping it does, and the caller may still hold it): the job's
-    # tasks are tied to the consuming task instead, and end when it ends.
+    # tasks are tied to the consuming task instead, and end when it is cancelled.
     consumer = asyncio.current_task()
     if consumer is not None:
         consumer.add_done_callback(on_consumer_done)
     try:
         while True:
+            if abandoned:
+                # Never lose an item silently: its task was cancelled with the consumer.
+                raise RuntimeError(
+                    "this reauthorise_many job was cancelled with the task that consumed it"
+                )
             while not exhausted and len(running) + finished.qsize() < window:
                 item = await pull()
                 if item is _END:

@@ -493,8 +493,13 @@ class PatchworksClient:
             attempt += 1
             if tracker is not None:
                 tracker.attempts = attempt
+            # The credential is had before the request takes its turn in the limiters:
+            # a login's wait must not bunch granted requests together (they would all
+            # leave when the token arrives), nor let one slip past a pause. A failed
+            # login raises here, as it is: it is not a 401 of this call.
+            auth = await self._auth.header(self._transport)
             try:
-                return await self._attempt(limits, request, attempt, observe, extra)
+                return await self._attempt(limits, request, attempt, observe, extra, auth)
             except AuthenticationError:
                 # One fresh login and one more try (the token may have expired early).
                 if refreshed or not self._auth.refreshable:
@@ -559,6 +564,7 @@ class PatchworksClient:
         attempt: int,
         observe: bool,
         extra: asyncio.Semaphore | None,
+        auth: str,
     ) -> dict[str, Any]:
         if observe:
             self._emit(
@@ -568,8 +574,9 @@ class PatchworksClient:
                 connector=request.connector,
             )
         url = self.base_url + request.path
+        if limits.gate.remaining() > self.retry.max_retry_after:
+            raise self._paused_too_long(limits, request, url)
         async with limits.slot(request.connector, extra, timed=observe) as waited:
-            auth = await self._auth.header(self._transport)
             headers = {**request.headers, "Authorization": auth}
             if observe:
                 self._emit(
@@ -606,6 +613,26 @@ class PatchworksClient:
                 status=raw.status,
             )
         return self._judge(limits, request, raw, auth)
+
+    def _paused_too_long(self, limits: Limits, request: Request, url: str) -> RateLimitError:
+        """The error for a call that would wait out a pause longer than ``max_retry_after``.
+
+        An earlier 429 asked every call to wait; waiting that long in silence would
+        freeze the caller (a day's Retry-After would stall a bulk job for a day).
+        """
+        remaining = limits.gate.remaining()
+        return RateLimitError(
+            status=429,
+            method=request.method,
+            url=url,
+            headers={},
+            body=None,
+            message=(
+                f"the client is paused for {remaining:.0f}s by an earlier 429, "
+                f"over max_retry_after {self.retry.max_retry_after:g}s"
+            ),
+            retry_after=remaining,
+        )
 
     def _judge(
         self, limits: Limits, request: Request, raw: RawResponse, auth: str

@@ -170,8 +170,14 @@ class InstanceRegistry:
         excess = len(self._entries) - self.max_size
         if excess <= 0:
             return
-        idle = [key for key, entry in self._entries.items() if entry.users == 0]
-        for key in idle[:excess]:
+        # Oldest first, and stop as soon as enough are gone: no scan of the whole registry.
+        idle: list[str] = []
+        for key, entry in self._entries.items():
+            if entry.users == 0:
+                idle.append(key)
+                if len(idle) == excess:
+                    break
+        for key in idle:
             del self._entries[key]
 
     def checkout(self, connector: str) -> _Instance | None:

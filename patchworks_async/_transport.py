@@ -231,13 +231,19 @@ class Transport:
                 sent=False,
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(
+            error = TransportError(
                 f"{method} {url}: the connection failed before a complete response "
                 f"({type(exc).__name__})",
                 method=method,
                 url=str(url),
                 sent=True,
-            ) from exc
+            )
+            if not isinstance(exc, aiohttp.ClientResponseError):
+                raise error from exc
+        # Only a ClientResponseError gets here. Its request_info holds the request's
+        # headers, Authorization among them: it is neither the cause nor the context
+        # of what we raise, so the credential cannot reach a repr or a traceback.
+        raise error
 
     async def _read(self, response: aiohttp.ClientResponse, method: str) -> bytes:
         limit = self._max_response_bytes

@@ -157,3 +157,14 @@ def test_bad_concurrency_is_refused() -> None:
     client = PatchworksClient(api_key="k", base_url="http://127.0.0.1:1")
     with pytest.raises(InvalidRequestError):
         client.oauth.reauthorise_many([], concurrency=0)
+
+
+async def test_first_outcome_taken_in_another_task_loses_nothing(fake: FakePatchworks) -> None:
+    ids = [fake.add_instance() for _ in range(100)]
+    async with _client(fake) as client:
+        job = client.oauth.reauthorise_many([(key, ReauthoriseRequest()) for key in ids])
+        # On Python 3.11, wait_for runs anext in a task of its own, which then ends.
+        first = await asyncio.wait_for(anext(job), 5)
+        rest = [outcome async for outcome in job]
+    assert len([first, *rest]) == 100
+    assert all(o.ok for o in [first, *rest])

@@ -10,9 +10,11 @@ import attrs
 import pytest
 
 from patchworks_async import (
+    AuthenticationError,
     AuthoriseRequest,
     Event,
     EventKind,
+    Login,
     PatchworksClient,
     RateLimit,
     RateLimitError,
@@ -32,7 +34,9 @@ FAST_RETRY = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
 def _client(fake: FakePatchworks, **kwargs: Any) -> PatchworksClient:
     kwargs.setdefault("rate_limit", None)
     kwargs.setdefault("retry", FAST_RETRY)
-    return PatchworksClient(base_url=fake.url, api_key=fake.api_key, **kwargs)
+    if "login" not in kwargs:
+        kwargs["api_key"] = fake.api_key
+    return PatchworksClient(base_url=fake.url, **kwargs)
 
 
 def _authorise(unit: str = "second", duration: int = 5) -> AuthoriseRequest:
@@ -298,3 +302,39 @@ async def test_instance_registry_is_bounded(fake: FakePatchworks) -> None:
         known = [c["id"] for c in created if client.instance_rate_limit(c["id"]) is not None]
     assert len(known) == 5
     assert known == [c["id"] for c in created[-5:]]  # the least recently used went first
+
+
+async def test_a_slow_login_does_not_bunch_paced_calls(fake: FakePatchworks) -> None:
+    fake.add_faults(Fault.slow(1.0), paths="/fabric/api/login")
+    login = Login(fake.username, fake.password, url=fake.login_url)
+    async with _client(fake, login=login, rate_limit=RateLimit("second", 10)) as client:
+        await asyncio.gather(*(client.oauth.authenticate() for _ in range(25)))
+    assert fake.login_count == 1
+    assert sliding_window_max(_arrivals(fake), 1.0) <= 10
+
+
+async def test_wrong_password_is_tried_once_for_many_calls(fake: FakePatchworks) -> None:
+    login = Login(fake.username, "not-the-password", url=fake.login_url)
+    async with _client(fake, login=login) as client:
+        results = await asyncio.gather(
+            *(client.oauth.authenticate() for _ in range(50)), return_exceptions=True
+        )
+    assert all(isinstance(r, AuthenticationError) for r in results)
+    assert len([r for r in fake.requests if r.path == "/fabric/api/login"]) == 1
+    assert not [r for r in fake.requests if r.path.startswith("/api/")]
+
+
+async def test_a_pause_over_max_retry_after_raises_instead_of_freezing(
+    fake: FakePatchworks,
+) -> None:
+    fake.add_faults(Fault.too_many(retry_after=86400))
+    async with _client(fake, retry=RetryPolicy(max_retry_after=60)) as client:
+        with pytest.raises(RateLimitError):
+            await client.oauth.authenticate()
+        started = time.monotonic()
+        with pytest.raises(RateLimitError) as info:
+            await client.oauth.woo_app_auth()  # held by the day-long pause: raises at once
+    assert time.monotonic() - started < 1.0
+    assert info.value.retry_after is not None
+    assert info.value.retry_after > 86000
+    assert len(fake.requests) == 1

@@ -34,6 +34,7 @@ from patchworks_async import (
     ReauthoriseRequest,
     RetryPolicy,
     Timeout,
+    TransportError,
     Variable,
 )
 from patchworks_async.testing import FakePatchworks, Fault
@@ -387,3 +388,33 @@ async def test_the_command_line_shows_no_secret(tmp_path: Path) -> None:
     assert "DEBUG" in "".join(texts.values())  # the debug runs did log
     assert len(tokens) >= 2
     assert_no_secret([API_KEY, WRONG_KEY, PASSWORD, WRONG_PASSWORD, *tokens], texts)
+
+
+async def test_a_malformed_http_answer_keeps_no_credential_in_the_cause() -> None:
+    # aiohttp's ClientResponseError carries the request's headers; it must not be chained.
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    secret = "pw_live_SECRET_KEY_123456"
+    try:
+        async with PatchworksClient(
+            base_url=f"http://127.0.0.1:{port}",
+            api_key=secret,
+            rate_limit=None,
+            retry=RetryPolicy.disabled(),
+        ) as client:
+            with pytest.raises(TransportError) as info:
+                await client.oauth.authenticate()
+    finally:
+        server.close()
+        await server.wait_closed()
+    error: BaseException | None = info.value
+    while error is not None:
+        assert secret not in repr(error)
+        assert secret not in str(error)
+        error = error.__cause__ or error.__context__
