@@ -5,8 +5,9 @@ The public API is what this module exports, plus the public submodules
 name starts with ``_`` is private.
 """
 
+from ._backend import LimiterBackend
 from ._bulk import ReauthoriseOutcome
-from ._client import LimiterBackend, OAuth, PatchworksClient
+from ._client import PatchworksClient
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -23,6 +24,7 @@ from ._errors import (
     UnprocessableEntityError,
 )
 from ._events import Event, EventKind
+from ._oauth import OAuth
 from ._ratelimit import RateLimitState
 from ._retry import RetryPolicy
 from ._transport import Timeout

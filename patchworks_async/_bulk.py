@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from . import _sansio
+from ._backend import CallTracker
 from ._errors import InvalidRequestError, PatchworksError
 from .models import ReauthoriseRequest
 
@@ -70,7 +71,6 @@ def _unpack(item: object) -> tuple[Any, ReauthoriseRequest | None]:
 async def _run_one(
     client: PatchworksClient, index: int, item: object, slots: asyncio.Semaphore
 ) -> ReauthoriseOutcome:
-    from ._client import CallTracker
 
     started = time.monotonic()
     connector, request = _unpack(item)

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import ipaddress
 import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Final, Self
-from urllib.parse import urlsplit
 
 import aiohttp
 import backoff
 
 from . import _constants, _sansio
-from ._auth import Auth, LoginAuth, StaticAuth
-from ._bulk import (
-    ItemSource,
-    ProgressHook,
-    ReauthoriseOutcome,
-    check_bulk_arguments,
-    reauthorise_many,
-)
+from ._backend import CallTracker, LimiterBackend
+from ._config import check_url, credential_fingerprint, pick_auth
 from ._errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -34,223 +25,15 @@ from ._errors import (
 )
 from ._events import Event, EventHook, EventKind, log_event, logger
 from ._limits import InstanceRegistry, Limiter, Limits, StrictLimiter
+from ._oauth import OAuth
 from ._ratelimit import RateLimitState, parse_rate_limit_headers
 from ._retry import RetryPolicy, decide
 from ._sansio import Request
 from ._transport import RawResponse, Timeout, Transport
-from .models import AuthoriseRequest, Login, RateLimit, ReauthoriseRequest
+from .models import Login, RateLimit
 
 _DEFAULT_RATE_LIMIT: Final = RateLimit("minute", _constants.DEFAULT_QUOTA_PER_MINUTE)
 _DEFAULT_RETRY: Final = RetryPolicy()
-_LOOPBACK_NAMES: Final = frozenset({"localhost"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(field: str, url: object, *, allow_insecure_http: bool) -> str:
-    """Check a base or login URL: http(s), a host, no credentials; http only to loopback.
-
-    Raises:
-        InvalidRequestError: naming ``field``.
-    """
-    if not isinstance(url, str) or not url:
-        raise InvalidRequestError(f"{field} must be a non-empty string", field=field)
-    if not url.isascii() or any(char <= " " or char == "\x7f" for char in url):
-        # urlsplit quietly drops CR, LF and tab, and aiohttp sends the URL as given:
-        # a space, control or non-ASCII character would garble the request line.
-        raise InvalidRequestError(
-            f"{field} must be printable ASCII without spaces (percent-encode the rest, "
-            "punycode a host name)",
-            field=field,
-        )
-    message = f"{field} must be an http(s) URL with a host"
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # a ValueError for a port that is no number from 0 to 65535
-    except ValueError:  # that, or a broken IPv6 literal
-        raise InvalidRequestError(message, field=field) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-        raise InvalidRequestError(message, field=field)
-    if parts.username or parts.password:
-        raise InvalidRequestError(f"{field} must not carry credentials", field=field)
-    if parts.query or parts.fragment:
-        raise InvalidRequestError(f"{field} must not have a query or fragment", field=field)
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
-        raise InvalidRequestError(
-            f"{field} uses plain http to a host that is not loopback: credentials would "
-            "cross the network unencrypted (pass allow_insecure_http=True to insist)",
-            field=field,
-        )
-    return url
-
-
-def _pick_auth(api_key: str | None, token: str | None, login: Login | None) -> Auth:
-    given = [
-        name
-        for name, value in (("api_key", api_key), ("token", token), ("login", login))
-        if value is not None
-    ]
-    if len(given) > 1:
-        raise InvalidRequestError(
-            f"pass exactly one of api_key, token or login, not {' and '.join(given)}",
-            field=given[1],
-        )
-    if login is not None:
-        if not isinstance(login, Login):
-            raise InvalidRequestError("login must be a Login", field="login")
-        return LoginAuth(login)
-    if token is not None:
-        _check_secret("token", token)
-        return StaticAuth(f"Bearer {token}", "token")
-    if api_key is None:
-        api_key = os.environ.get(_constants.ENV_API_KEY) or None
-        if api_key is None:
-            raise InvalidRequestError(
-                f"no credentials: pass api_key, token or login, or set {_constants.ENV_API_KEY}",
-                field="api_key",
-            )
-    _check_secret("api_key", api_key)
-    return StaticAuth(api_key, "api_key")
-
-
-def _check_secret(field: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequestError(f"{field} must be a non-empty string", field=field)
-    if any(char in value for char in "\r\n\0") or not value.isprintable():
-        # A header value with CR/LF could smuggle another header in.
-        raise InvalidRequestError(
-            f"{field} holds a control character and cannot be sent in a header", field=field
-        )
-
-
-def _credential_fingerprint(
-    api_key: str | None, token: str | None, login: Login | None, auth: Auth
-) -> str:
-    """A SHA-256 of the credential, stable for the client's life (a login's token changes)."""
-    if login is not None:
-        material = f"login:{login.url}|{login.username}"
-    elif token is not None:
-        material = f"token:{token}"
-    else:
-        material = f"{auth.kind}:{api_key or os.environ.get(_constants.ENV_API_KEY, '')}"
-    return hashlib.sha256(material.encode()).hexdigest()
-
-
-class OAuth:
-    """The four calls of the spec's ``Oauth`` tag: ``client.oauth``."""
-
-    def __init__(self, client: PatchworksClient) -> None:
-        self._client = client
-
-    async def authenticate(self) -> dict[str, Any]:
-        """``POST /api/v1/oauth/authenticate``.
-
-        Returns:
-            The response's JSON object (its shape is not documented).
-
-        Raises:
-            PatchworksError: any error of the package (see the README's table).
-        """
-        return await self._client._call(_sansio.build_authenticate())
-
-    async def authorise(self, request: AuthoriseRequest) -> dict[str, Any]:
-        """``POST /api/v1/oauth/authorise``: create a new authenticated instance.
-
-        The new instance's limiter is learnt from the request's rate fields and
-        the response's ``id``. Retried only when the server certainly did not act
-        (connection refused, connect timeout, 429, 503).
-
-        Returns:
-            The response's JSON object; Patchworks answers the instance with its ``id``.
-
-        Raises:
-            InvalidRequestError: ``request`` is not an AuthoriseRequest (nothing sent).
-            PatchworksError: any other error of the package.
-        """
-        built = _sansio.build_authorise(request)
-        result = await self._client._call(built)
-        instance_id = result.get("id")
-        if isinstance(instance_id, str | int) and not isinstance(instance_id, bool):
-            self._client.set_instance_rate_limit(instance_id, request.rate_limit)
-        return result
-
-    async def woo_app_auth(self) -> dict[str, Any]:
-        """``POST /api/v1/oauth/woo-app-auth``.
-
-        Returns:
-            The response's JSON object; ``{}`` for the documented empty body.
-        """
-        return await self._client._call(_sansio.build_woo_app_auth())
-
-    async def reauthorise(
-        self, connector: str | int, request: ReauthoriseRequest | None = None
-    ) -> dict[str, Any]:
-        """``PATCH /api/v1/oauth/{connector}/reauthorise``: reauthorise an existing instance.
-
-        Waits on the instance's limiter when its limit is known. When ``request``
-        carries both rate fields, the instance's limiter takes the new rate once
-        the call succeeds.
-
-        Args:
-            connector: the instance id; always sent as exactly one path segment.
-            request: the fields to change (all optional); ``None`` sends ``{}``.
-
-        Returns:
-            The response's JSON object.
-
-        Raises:
-            InvalidRequestError: a bad connector or request (nothing sent).
-            PatchworksError: any other error of the package.
-        """
-        body = request if request is not None else ReauthoriseRequest()
-        built = _sansio.build_reauthorise(connector, body)
-        result = await self._client._call(built)
-        new_rate = body.rate_limit
-        if new_rate is not None and built.connector is not None:
-            self._client.set_instance_rate_limit(built.connector, new_rate)
-        return result
-
-    def reauthorise_many(
-        self,
-        items: ItemSource,
-        *,
-        concurrency: int = 16,
-        on_progress: ProgressHook | None = None,
-        read_ahead: int | None = None,
-    ) -> AsyncIterator[ReauthoriseOutcome]:
-        """Reauthorise many instances; an async iterator of one outcome per item.
-
-        Outcomes come in completion order. A failure (bad input included) is an
-        outcome, not an exception: the job goes on. Input is read lazily, at most
-        ``read_ahead`` (default ``max(8 * concurrency, 64)``) items ahead.
-        ``concurrency`` bounds the items being sent at once; items waiting for
-        their instance's limiter or a retry hold no slot. Cancel the consuming
-        task (or close the iterator) to stop: every task it started is cancelled.
-
-        Args:
-            items: an iterable or async iterable of ``(connector, ReauthoriseRequest)``.
-            concurrency: items in flight at once (also bounded by ``max_connections``).
-            on_progress: called with each outcome as it is yielded.
-            read_ahead: how far ahead of the outcomes the input is read.
-
-        Returns:
-            An async iterator of :class:`ReauthoriseOutcome`.
-        """
-        check_bulk_arguments(concurrency, read_ahead)
-        return reauthorise_many(
-            self._client,
-            items,
-            concurrency=concurrency,
-            on_progress=on_progress,
-            read_ahead=read_ahead,
-        )
 
 
 class PatchworksClient:
@@ -303,7 +86,7 @@ class PatchworksClient:
         ssl_context: ssl.SSLContext | None = None,
         limiter: LimiterBackend | None = None,
     ) -> None:
-        self._auth = _pick_auth(api_key, token, login)
+        self._auth = pick_auth(api_key, token, login)
         if login is not None:
             check_url("login.url", login.url, allow_insecure_http=allow_insecure_http)
         resolved = (
@@ -343,7 +126,7 @@ class PatchworksClient:
                     "limiter must be a LimiterBackend (e.g. RedisLimiter)", field="limiter"
                 )
             try:
-                limiter.bind(_credential_fingerprint(api_key, token, login, self._auth))
+                limiter.bind(credential_fingerprint(api_key, token, login, self._auth))
             except ValueError as exc:
                 raise InvalidRequestError(str(exc), field="limiter") from None
         self._backend = limiter
@@ -686,44 +469,3 @@ class PatchworksClient:
         limits.gate.pause(seconds)
         if self._backend is not None:
             self._backend.pause(seconds)
-
-
-class CallTracker:
-    """Learns what happened inside one call (for bulk outcomes)."""
-
-    __slots__ = ("attempts",)
-
-    def __init__(self) -> None:
-        self.attempts = 0
-
-
-class LimiterBackend:
-    """Base class of shared limiter backends (see ``patchworks_async.redis``).
-
-    A backend makes the limiters the client uses, and spreads a pause (a 429) to
-    every process that shares it.
-    """
-
-    def client_limiter(self, rate: RateLimit) -> Limiter:
-        """The client-wide limiter for ``rate``."""
-        raise NotImplementedError
-
-    def instance_limiter(self, connector: str, rate: RateLimit) -> Limiter:
-        """The limiter of one instance."""
-        raise NotImplementedError
-
-    def bind(self, credential_fingerprint: str) -> None:
-        """Called once by the client with a hash of its credential (never the credential).
-
-        A shared backend scopes its keys by it, so that clients of one credential
-        share one budget and clients of different credentials do not.
-        """
-
-    def attach(self, gate: Any) -> None:
-        """Called once with the client's pause gate, inside the running loop."""
-
-    def pause(self, seconds: float) -> None:
-        """A 429 was seen: pause every sharer for ``seconds``."""
-
-    async def aclose(self) -> None:
-        """Release the backend's connections."""

@@ -86,7 +86,7 @@ def _rate_limit_unit(value: RateLimitUnit | str) -> RateLimitUnit:
     return _coerce_unit(value, "rate_limit_unit")
 
 
-def check_int(field: str, value: object, *, minimum: int | None = None) -> None:
+def _check_int(field: str, value: object, *, minimum: int | None = None) -> None:
     """Raise unless ``value`` is a 64-bit int (a bool is not an int) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequestError(
@@ -98,7 +98,7 @@ def check_int(field: str, value: object, *, minimum: int | None = None) -> None:
         raise InvalidRequestError(f"{field} does not fit in a 64-bit integer", field=field)
 
 
-def check_str(field: str, value: object, *, non_empty: bool = False) -> None:
+def _check_str(field: str, value: object, *, non_empty: bool = False) -> None:
     """Raise unless ``value`` is a str (non-empty when asked)."""
     if not isinstance(value, str):
         raise InvalidRequestError(f"{field} must be a string, got {_type_name(value)}", field=field)
@@ -107,48 +107,48 @@ def check_str(field: str, value: object, *, non_empty: bool = False) -> None:
 
 
 def _required_str(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    check_str(attribute.name, value, non_empty=True)
+    _check_str(attribute.name, value, non_empty=True)
 
 
 def _optional_str(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
-        check_str(attribute.name, value)
+        _check_str(attribute.name, value)
 
 
 def _positive_int(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    check_int(attribute.name, value, minimum=1)
+    _check_int(attribute.name, value, minimum=1)
 
 
 def _optional_positive_int(
     _instance: object, attribute: attrs.Attribute[Any], value: object
 ) -> None:
     if value is not None:
-        check_int(attribute.name, value, minimum=1)
+        _check_int(attribute.name, value, minimum=1)
 
 
 def _optional_int(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
-        check_int(attribute.name, value)
+        _check_int(attribute.name, value)
 
 
-def check_json_value(field: str, value: object, *, depth: int = 0) -> None:
+def _check_json_value(field: str, value: object, *, depth: int = 0) -> None:
     """Raise unless ``value`` can be sent as JSON faithfully (no NaN, no huge ints, no cycles)."""
     if depth > 32:
         raise InvalidRequestError(f"{field} is nested more than 32 levels deep", field=field)
     if value is None or isinstance(value, str | bool):
         return
     if isinstance(value, int):
-        check_int(field, value)
+        _check_int(field, value)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidRequestError(f"{field} must be a finite number", field=field)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            check_str(f"{field} key", key)
-            check_json_value(f"{field}.{key}", item, depth=depth + 1)
+            _check_str(f"{field} key", key)
+            _check_json_value(f"{field}.{key}", item, depth=depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_json_value(f"{field}[{index}]", item, depth=depth + 1)
+            _check_json_value(f"{field}[{index}]", item, depth=depth + 1)
     else:
         raise InvalidRequestError(
             f"{field} must be a JSON value, got {_type_name(value)}", field=field
@@ -161,7 +161,7 @@ def _json_scalar(_instance: object, attribute: attrs.Attribute[Any], value: obje
             f"{attribute.name} must be a string, number, boolean or null, got {_type_name(value)}",
             field=attribute.name,
         )
-    check_json_value(attribute.name, value)
+    _check_json_value(attribute.name, value)
 
 
 def _optional_bool(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -180,7 +180,7 @@ def _optional_json_object(
         raise InvalidRequestError(
             f"{attribute.name} must be a mapping, got {_type_name(value)}", field=attribute.name
         )
-    check_json_value(attribute.name, value)
+    _check_json_value(attribute.name, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -231,13 +231,13 @@ def _check_extra(instance: object, _attribute: attrs.Attribute[Any], value: obje
         )
     known = {field.name for field in attrs.fields(type(instance))}  # type: ignore[arg-type]
     for key in value:
-        check_str("extra key", key)
+        _check_str("extra key", key)
         if key in known:
             raise InvalidRequestError(
                 f"extra.{key} repeats a field of {type(instance).__name__}: set the field instead",
                 field=f"extra.{key}",
             )
-    check_json_value("extra", value)
+    _check_json_value("extra", value)
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:

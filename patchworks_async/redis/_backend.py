@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._client import LimiterBackend
+from .._backend import LimiterBackend
 from .._limits import SAFETY_MARGIN, Limiter, PauseGate
 from ..models import RateLimit
 from ._scripts import PRELUDE, SCRIPTS, SLACK_MS, US

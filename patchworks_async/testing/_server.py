@@ -196,15 +196,17 @@ class RecordedRequest:
 
     ``status`` and ``fault`` are filled in by the server once the answer is decided (before
     it is sent): ``status`` stays None while in flight and for a dropped connection.
-    They take no part in equality or hashing.
+    They take no part in equality or hashing. ``headers`` and ``body`` are left out of
+    the ``repr``: they hold the credential (and a login's password), and a repr ends up
+    in assertion messages and logs.
     """
 
     method: str
     path: str
     query: str
-    headers: dict[str, str]
-    json: Any
-    body: bytes
+    headers: dict[str, str] = attrs.field(repr=False)
+    json: Any = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=False)
     arrived: float
     connection: int = 0
     status: int | None = attrs.field(default=None, eq=False)

@@ -1,0 +1,129 @@
+"""``client.oauth``: the four calls of the spec's ``Oauth`` tag, and the bulk job."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from . import _sansio
+from ._bulk import (
+    ItemSource,
+    ProgressHook,
+    ReauthoriseOutcome,
+    check_bulk_arguments,
+    reauthorise_many,
+)
+from .models import AuthoriseRequest, ReauthoriseRequest
+
+if TYPE_CHECKING:
+    from ._client import PatchworksClient
+
+
+class OAuth:
+    """The four calls of the spec's ``Oauth`` tag: ``client.oauth``."""
+
+    def __init__(self, client: PatchworksClient) -> None:
+        self._client = client
+
+    async def authenticate(self) -> dict[str, Any]:
+        """``POST /api/v1/oauth/authenticate``.
+
+        Returns:
+            The response's JSON object (its shape is not documented).
+
+        Raises:
+            PatchworksError: any error of the package (see the README's table).
+        """
+        return await self._client._call(_sansio.build_authenticate())
+
+    async def authorise(self, request: AuthoriseRequest) -> dict[str, Any]:
+        """``POST /api/v1/oauth/authorise``: create a new authenticated instance.
+
+        The new instance's limiter is learnt from the request's rate fields and
+        the response's ``id``. Retried only when the server certainly did not act
+        (connection refused, connect timeout, 429, 503).
+
+        Returns:
+            The response's JSON object; Patchworks answers the instance with its ``id``.
+
+        Raises:
+            InvalidRequestError: ``request`` is not an AuthoriseRequest (nothing sent).
+            PatchworksError: any other error of the package.
+        """
+        built = _sansio.build_authorise(request)
+        result = await self._client._call(built)
+        instance_id = result.get("id")
+        if isinstance(instance_id, str | int) and not isinstance(instance_id, bool):
+            self._client.set_instance_rate_limit(instance_id, request.rate_limit)
+        return result
+
+    async def woo_app_auth(self) -> dict[str, Any]:
+        """``POST /api/v1/oauth/woo-app-auth``.
+
+        Returns:
+            The response's JSON object; ``{}`` for the documented empty body.
+        """
+        return await self._client._call(_sansio.build_woo_app_auth())
+
+    async def reauthorise(
+        self, connector: str | int, request: ReauthoriseRequest | None = None
+    ) -> dict[str, Any]:
+        """``PATCH /api/v1/oauth/{connector}/reauthorise``: reauthorise an existing instance.
+
+        Waits on the instance's limiter when its limit is known. When ``request``
+        carries both rate fields, the instance's limiter takes the new rate once
+        the call succeeds.
+
+        Args:
+            connector: the instance id; always sent as exactly one path segment.
+            request: the fields to change (all optional); ``None`` sends ``{}``.
+
+        Returns:
+            The response's JSON object.
+
+        Raises:
+            InvalidRequestError: a bad connector or request (nothing sent).
+            PatchworksError: any other error of the package.
+        """
+        body = request if request is not None else ReauthoriseRequest()
+        built = _sansio.build_reauthorise(connector, body)
+        result = await self._client._call(built)
+        new_rate = body.rate_limit
+        if new_rate is not None and built.connector is not None:
+            self._client.set_instance_rate_limit(built.connector, new_rate)
+        return result
+
+    def reauthorise_many(
+        self,
+        items: ItemSource,
+        *,
+        concurrency: int = 16,
+        on_progress: ProgressHook | None = None,
+        read_ahead: int | None = None,
+    ) -> AsyncIterator[ReauthoriseOutcome]:
+        """Reauthorise many instances; an async iterator of one outcome per item.
+
+        Outcomes come in completion order. A failure (bad input included) is an
+        outcome, not an exception: the job goes on. Input is read lazily, at most
+        ``read_ahead`` (default ``max(8 * concurrency, 64)``) items ahead.
+        ``concurrency`` bounds the items being sent at once; items waiting for
+        their instance's limiter or a retry hold no slot. Cancel the consuming
+        task (or close the iterator) to stop: every task it started is cancelled.
+
+        Args:
+            items: an iterable or async iterable of ``(connector, ReauthoriseRequest)``.
+            concurrency: items in flight at once (also bounded by ``max_connections``).
+            on_progress: called with each outcome as it is yielded.
+            read_ahead: how far ahead of the outcomes the input is read.
+
+        Returns:
+            An async iterator of :class:`ReauthoriseOutcome`.
+        """
+        check_bulk_arguments(concurrency, read_ahead)
+        return reauthorise_many(
+            self._client,
+            items,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            read_ahead=read_ahead,
+        )
