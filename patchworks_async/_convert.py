@@ -34,18 +34,28 @@ _VariablesType = str | tuple[Variable, ...] | None
 
 
 def _omit_none_hook(converter: cattrs.Converter, cls: type[Any]) -> Any:
-    """An unstructure function for ``cls`` that leaves out fields whose value is ``None``."""
-    overrides = {field.name: override(omit_if_default=True) for field in attrs.fields(cls)}
+    """An unstructure function for ``cls`` that leaves out fields whose value is ``None``.
+
+    ``extra`` is not unstructured by cattrs (its generated code would build and
+    convert the default on every call to compare with it): its keys, already
+    checked to be JSON, are merged into the body here.
+    """
+    names = [field.name for field in attrs.fields(cls)]
+    has_extra = "extra" in names
+    overrides = {name: override(omit_if_default=True) for name in names if name != "extra"}
+    if has_extra:
+        overrides["extra"] = override(omit=True)
     base = make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
-    has_extra = "extra" in attrs.fields_dict(cls)
+    # Only a required field can still be None here (Variable.value): leave it out too.
+    drop_none = any(field.default is attrs.NOTHING for field in attrs.fields(cls))
 
     def unstructure(obj: Any) -> dict[str, Any]:
         body: dict[str, Any] = base(obj)
-        if has_extra:
-            extra = body.pop("extra", None)
-            if extra:
-                body.update(extra)
-        return {key: value for key, value in body.items() if value is not None}
+        if has_extra and obj.extra:
+            body.update(obj.extra)
+        if drop_none:
+            return {key: value for key, value in body.items() if value is not None}
+        return body
 
     return unstructure
 

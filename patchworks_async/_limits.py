@@ -159,7 +159,12 @@ class InstanceRegistry:
             self._entries.pop(connector, None)
             return
         entry = self._entries.get(connector)
-        if entry is not None and entry.limiter.rate == rate:
+        if entry is not None:
+            if entry.limiter.rate != rate:
+                # Changed in place: calls in flight and queued keep the one lock, so the
+                # instance never has two pipelines. The new limiter starts empty: the
+                # next call may leave at once, then the new rate applies.
+                entry.limiter = limiter or self._factory(rate)
             self._entries.move_to_end(connector)
             return
         self._entries[connector] = _Instance(limiter or self._factory(rate))

@@ -213,3 +213,16 @@ def test_registry_changes_rate() -> None:
 
 def test_safety_margin_is_small() -> None:
     assert 0 < SAFETY_MARGIN <= 0.01
+
+
+def test_rate_change_keeps_one_lock_per_instance() -> None:
+    registry = InstanceRegistry(10)
+    registry.set("a", RateLimit("second", 1))
+    entry = registry.checkout("a")
+    assert entry is not None
+    registry.set("a", RateLimit("minute", 5))
+    again = registry.checkout("a")
+    assert again is entry  # the same lock and use count, the new limiter
+    assert entry.limiter.rate == RateLimit("minute", 5)
+    registry.release(entry)
+    registry.release(again)
