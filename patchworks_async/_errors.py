@@ -54,13 +54,18 @@ class TransportError(PatchworksError):
         sent: ``False`` when the request certainly never reached the server
             (connection refused, DNS failure, connect timeout); ``True`` when
             it may have (the server may have acted on it).
+        retriable: ``False`` for failures that another try cannot mend (a
+            certificate that does not verify, a TLS handshake refused).
     """
 
-    def __init__(self, message: str, *, method: str, url: str, sent: bool) -> None:
+    def __init__(
+        self, message: str, *, method: str, url: str, sent: bool, retriable: bool = True
+    ) -> None:
         super().__init__(message)
         self.method = method
         self.url = url
         self.sent = sent
+        self.retriable = retriable
 
 
 class RequestTimeoutError(TransportError):

@@ -6,6 +6,7 @@ The decision table (README "Retries"):
 failure                       idempotent calls        ``authorise`` (creates)
 ============================  ======================  ==========================
 connection refused / DNS      retried                 retried (never reached it)
+certificate / TLS failure     never                   never
 connect timeout               retried                 retried (never reached it)
 read timeout, dropped or      retried                 never (the server may
 truncated response                                    have created the instance)
@@ -109,7 +110,7 @@ def is_retriable(error: PatchworksError, safety: Safety) -> bool:
     """Whether ``error`` may be retried for a call of this ``safety``, by the table above."""
     creates = safety is Safety.CREATES
     if isinstance(error, TransportError):
-        return not (creates and error.sent)
+        return error.retriable and not (creates and error.sent)
     if isinstance(error, APIError):
         statuses = REFUSED_STATUSES if creates else RETRIED_STATUSES
         return error.status in statuses

@@ -229,6 +229,8 @@ class Transport:
                 method=method,
                 url=str(url),
                 sent=False,
+                # A certificate or TLS failure is the same on every try: not retried.
+                retriable=not isinstance(exc, aiohttp.ClientSSLError),
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             error = TransportError(

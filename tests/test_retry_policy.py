@@ -177,3 +177,9 @@ def test_backoff_delay_is_used_without_retry_after() -> None:
 def test_policy_validation(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="must be"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_tls_failures_are_not_retried() -> None:
+    tls = TransportError("bad certificate", method="POST", url="u", sent=False, retriable=False)
+    assert not is_retriable(tls, IDEM)
+    assert not is_retriable(tls, CREATES)

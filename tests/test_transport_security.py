@@ -161,6 +161,7 @@ async def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
                 await client.oauth.authenticate()
         assert app.seen == []  # the API key never crossed the connection
     assert info.value.sent is False
+    assert info.value.retriable is False  # the same certificate fails every time
     assert isinstance(info.value.__cause__, aiohttp.ClientConnectorCertificateError)
 
 
