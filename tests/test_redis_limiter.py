@@ -289,7 +289,8 @@ async def test_client_binds_a_hash_of_its_credential(
     assert backends[0].key_prefix == backends[1].key_prefix
     assert stored
     assert all(fake.api_key not in k for k in stored)
-    assert sliding_window_max(_reauthorise_arrivals(fake), 1.0) <= 5
+    # Within 20 ms of arrival jitter: the fake shares this process's event loop.
+    assert sliding_window_max(_reauthorise_arrivals(fake), 1.0 - 0.02) <= 5
 
 
 # -- four worker processes, one FakePatchworks --------------------------------------------------
