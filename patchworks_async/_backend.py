@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 from ._limits import Limiter
 from .models import RateLimit
@@ -17,6 +17,16 @@ class CallTracker:
         self.attempts = 0
 
 
+class PauseTarget(Protocol):
+    """What :meth:`LimiterBackend.attach` is given: the client's pause gate."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold the client's calls for ``seconds`` from now (a longer pause is kept)."""
+
+    def remaining(self) -> float:
+        """Seconds until the client's calls may leave again (0 when open)."""
+
+
 class LimiterBackend:
     """Base class of shared limiter backends (see ``patchworks_async.redis``).
 
@@ -25,11 +35,26 @@ class LimiterBackend:
     """
 
     def client_limiter(self, rate: RateLimit) -> Limiter:
-        """The client-wide limiter for ``rate``."""
+        """The client-wide limiter for ``rate``.
+
+        Args:
+            rate: the client's ``rate_limit``.
+
+        Returns:
+            A :class:`Limiter` the client waits on before every call.
+        """
         raise NotImplementedError
 
     def instance_limiter(self, connector: str, rate: RateLimit) -> Limiter:
-        """The limiter of one instance."""
+        """The limiter of one instance.
+
+        Args:
+            connector: the instance id, as a string.
+            rate: the instance's limit.
+
+        Returns:
+            A :class:`Limiter` the client waits on before every call on that instance.
+        """
         raise NotImplementedError
 
     def bind(self, credential_fingerprint: str) -> None:
@@ -37,13 +62,29 @@ class LimiterBackend:
 
         A shared backend scopes its keys by it, so that clients of one credential
         share one budget and clients of different credentials do not.
+
+        Args:
+            credential_fingerprint: a SHA-256 hex digest of the client's credential.
+
+        Raises:
+            ValueError: the backend refuses the binding (the client raises
+                ``InvalidRequestError`` naming ``limiter``).
         """
 
-    def attach(self, gate: Any) -> None:
-        """Called once with the client's pause gate, inside the running loop."""
+    def attach(self, gate: PauseTarget) -> None:
+        """Called once with the client's pause gate, inside the running loop.
+
+        Args:
+            gate: the client's pause gate; a pause learnt from the backend closes it too.
+        """
 
     def pause(self, seconds: float) -> None:
-        """A 429 was seen: pause every sharer for ``seconds``."""
+        """A 429 was seen: pause every sharer for ``seconds``.
+
+        Args:
+            seconds: how long to pause (always positive); the client has already
+                paused its own gate.
+        """
 
     async def aclose(self) -> None:
         """Release the backend's connections."""

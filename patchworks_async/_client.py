@@ -16,10 +16,17 @@ import backoff
 
 from . import _constants, _sansio
 from ._backend import CallTracker, LimiterBackend
-from ._config import check_url, credential_fingerprint, pick_auth
+from ._config import (
+    bind_limiter,
+    check_max_connections,
+    check_max_instance_limiters,
+    check_rate_limit,
+    check_timeout,
+    check_url,
+    pick_auth,
+)
 from ._errors import (
     AuthenticationError,
-    InvalidRequestError,
     PatchworksError,
     RateLimitError,
 )
@@ -29,7 +36,7 @@ from ._oauth import OAuth
 from ._ratelimit import RateLimitState, parse_rate_limit_headers
 from ._retry import RetryPolicy, decide
 from ._sansio import Request
-from ._transport import RawResponse, Timeout, Transport
+from ._transport import RawResponse, Timeout, Transport, check_session
 from .models import Login, RateLimit
 
 _DEFAULT_RATE_LIMIT: Final = RateLimit("minute", _constants.DEFAULT_QUOTA_PER_MINUTE)
@@ -95,45 +102,19 @@ class PatchworksClient:
         self.base_url = check_url(
             "base_url", resolved, allow_insecure_http=allow_insecure_http
         ).rstrip("/")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float | Timeout):
-            raise InvalidRequestError("timeout must be seconds or a Timeout", field="timeout")
-        self.timeout = timeout if isinstance(timeout, Timeout) else Timeout(total=float(timeout))
-        if self.timeout.total <= 0 or self.timeout.connect <= 0:
-            raise InvalidRequestError("timeouts must be positive", field="timeout")
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or (max_connections < 1)
-        ):
-            raise InvalidRequestError(
-                "max_connections must be an integer of at least 1", field="max_connections"
-            )
-        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-            raise InvalidRequestError("rate_limit must be a RateLimit or None", field="rate_limit")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise InvalidRequestError("session must be an aiohttp.ClientSession", field="session")
-        if max_instance_limiters < 1:
-            raise InvalidRequestError(
-                "max_instance_limiters must be at least 1", field="max_instance_limiters"
-            )
-        self.max_connections = max_connections
-        self.rate_limit = rate_limit
+        # Checked in this order: with several bad arguments, the first one here is named.
+        self.timeout = check_timeout(timeout)
+        self.max_connections = check_max_connections(max_connections)
+        self.rate_limit = check_rate_limit(rate_limit)
+        borrowed = check_session(session)
+        self._max_instance_limiters = check_max_instance_limiters(max_instance_limiters)
         self.retry = retry if retry is not None else RetryPolicy.disabled()
         self.on_event = on_event
-        if limiter is not None:
-            if not isinstance(limiter, LimiterBackend):
-                raise InvalidRequestError(
-                    "limiter must be a LimiterBackend (e.g. RedisLimiter)", field="limiter"
-                )
-            try:
-                limiter.bind(credential_fingerprint(api_key, token, login, self._auth))
-            except ValueError as exc:
-                raise InvalidRequestError(str(exc), field="limiter") from None
-        self._backend = limiter
+        self._backend = bind_limiter(limiter, api_key, token, login, self._auth)
         self._transport = Transport(
             base_url=self.base_url,
-            session=session,
-            max_connections=max_connections,
+            session=borrowed,
+            max_connections=self.max_connections,
             timeout=self.timeout,
             max_response_bytes=max_response_bytes,
             ssl_context=ssl_context,
@@ -141,7 +122,6 @@ class PatchworksClient:
         # Built lazily inside the running loop (aiolimiter and asyncio objects belong to one).
         self._limits: Limits | None = None
         self._pending_rates: dict[str, RateLimit | None] = {}
-        self._max_instance_limiters = max_instance_limiters
         self._rate_limit_state: RateLimitState | None = None
         self._closed = False
         self.oauth = OAuth(self)
@@ -160,7 +140,10 @@ class PatchworksClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own session (a session passed in stays open). Idempotent."""
+        """Close the client's own session (a session passed in stays open). Idempotent.
+
+        The ``limiter`` backend, if one was passed, is closed too (its ``aclose``).
+        """
         self._closed = True
         await self._transport.aclose()
         if self._backend is not None:
@@ -187,19 +170,32 @@ class PatchworksClient:
     def set_instance_rate_limit(self, connector: str | int, rate_limit: RateLimit | None) -> None:
         """Pace calls on one instance at ``rate_limit``; ``None`` stops pacing it.
 
+        Args:
+            connector: the instance id (``1`` and ``"1"`` are the same instance).
+            rate_limit: the instance's limit, or ``None`` to stop pacing it.
+
         Raises:
             InvalidRequestError: a bad connector or a value that is not a RateLimit.
         """
         key = _sansio.connector_key(connector)
-        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-            raise InvalidRequestError("rate_limit must be a RateLimit or None", field="rate_limit")
+        rate_limit = check_rate_limit(rate_limit)
         if self._limits is None:
             self._pending_rates[key] = rate_limit
             return
         self._set_rate(self._limits, key, rate_limit)
 
     def instance_rate_limit(self, connector: str | int) -> RateLimit | None:
-        """The limit the client paces an instance at, or ``None`` when it does not pace it."""
+        """The limit the client paces an instance at, or ``None`` when it does not pace it.
+
+        Args:
+            connector: the instance id (``1`` and ``"1"`` are the same instance).
+
+        Returns:
+            The instance's :class:`RateLimit`, or ``None`` when it is not paced.
+
+        Raises:
+            InvalidRequestError: a bad connector.
+        """
         key = _sansio.connector_key(connector)
         if self._limits is None:
             return self._pending_rates.get(key)

@@ -1,4 +1,4 @@
-"""Checks of the client's configuration: URLs and credentials (pure, no I/O)."""
+"""Checks of the client's configuration: URLs, credentials, limits and timeouts (no I/O)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 
 from . import _constants
 from ._auth import Auth, LoginAuth, StaticAuth
+from ._backend import LimiterBackend
 from ._errors import InvalidRequestError
-from .models import Login
+from ._transport import Timeout
+from .models import Login, RateLimit
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
@@ -99,6 +101,82 @@ def _check_secret(field: str, value: object) -> None:
         raise InvalidRequestError(
             f"{field} holds a control character and cannot be sent in a header", field=field
         )
+
+
+def check_timeout(timeout: object) -> Timeout:
+    """The client's ``timeout``: seconds for one attempt, or a :class:`Timeout`.
+
+    Raises:
+        InvalidRequestError: not a number or a Timeout, or a timeout that is not positive.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float | Timeout):
+        raise InvalidRequestError("timeout must be seconds or a Timeout", field="timeout")
+    checked = timeout if isinstance(timeout, Timeout) else Timeout(total=float(timeout))
+    if checked.total <= 0 or checked.connect <= 0:
+        raise InvalidRequestError("timeouts must be positive", field="timeout")
+    return checked
+
+
+def check_max_connections(max_connections: object) -> int:
+    """The pool's size, unchanged.
+
+    Raises:
+        InvalidRequestError: not an integer of at least 1.
+    """
+    if (
+        isinstance(max_connections, bool)
+        or not isinstance(max_connections, int)
+        or (max_connections < 1)
+    ):
+        raise InvalidRequestError(
+            "max_connections must be an integer of at least 1", field="max_connections"
+        )
+    return max_connections
+
+
+def check_rate_limit(rate_limit: object) -> RateLimit | None:
+    """A client-wide or instance limit, unchanged; ``None`` for no limit.
+
+    Raises:
+        InvalidRequestError: neither a RateLimit nor None.
+    """
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise InvalidRequestError("rate_limit must be a RateLimit or None", field="rate_limit")
+    return rate_limit
+
+
+def check_max_instance_limiters(max_instance_limiters: int) -> int:
+    """How many idle per-instance limiters are kept, unchanged.
+
+    Raises:
+        InvalidRequestError: below 1.
+    """
+    if max_instance_limiters < 1:
+        raise InvalidRequestError(
+            "max_instance_limiters must be at least 1", field="max_instance_limiters"
+        )
+    return max_instance_limiters
+
+
+def bind_limiter(
+    limiter: object, api_key: str | None, token: str | None, login: Login | None, auth: Auth
+) -> LimiterBackend | None:
+    """Check a shared limiter backend and bind it to the credential's fingerprint.
+
+    Raises:
+        InvalidRequestError: not a LimiterBackend, or the backend refused the binding.
+    """
+    if limiter is None:
+        return None
+    if not isinstance(limiter, LimiterBackend):
+        raise InvalidRequestError(
+            "limiter must be a LimiterBackend (e.g. RedisLimiter)", field="limiter"
+        )
+    try:
+        limiter.bind(credential_fingerprint(api_key, token, login, auth))
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), field="limiter") from None
+    return limiter
 
 
 def credential_fingerprint(

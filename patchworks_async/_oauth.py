@@ -43,6 +43,9 @@ class OAuth:
         the response's ``id``. Retried only when the server certainly did not act
         (connection refused, connect timeout, 429, 503).
 
+        Args:
+            request: the new instance's fields; its rate fields set the instance's limiter.
+
         Returns:
             The response's JSON object; Patchworks answers the instance with its ``id``.
 
@@ -62,6 +65,9 @@ class OAuth:
 
         Returns:
             The response's JSON object; ``{}`` for the documented empty body.
+
+        Raises:
+            PatchworksError: any error of the package (see the README's table).
         """
         return await self._client._call(_sansio.build_woo_app_auth())
 

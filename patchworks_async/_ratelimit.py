@@ -33,7 +33,16 @@ class RateLimitState:
     observed_at: float = 0.0
 
     def pause_for(self, *, now: float) -> float:
-        """Seconds to hold every call before sending, by these figures (0 for none)."""
+        """Seconds to hold every call before sending, by these figures (0 for none).
+
+        Args:
+            now: the current time, as epoch seconds.
+
+        Returns:
+            The longer of what is left of ``retry_after`` (counted from
+            ``observed_at``) and, when ``remaining`` is 0 or less, the time to
+            ``reset_at``; never negative.
+        """
         wait = 0.0
         if self.retry_after is not None:
             wait = max(wait, self.observed_at + self.retry_after - now)

@@ -79,7 +79,11 @@ class RetryPolicy:
 
     @classmethod
     def disabled(cls) -> RetryPolicy:
-        """A policy that never retries."""
+        """A policy that never retries.
+
+        Returns:
+            A :class:`RetryPolicy` with ``max_attempts=1`` and the other defaults.
+        """
         return cls(max_attempts=1)
 
 

@@ -25,6 +25,7 @@ from yarl import URL
 from . import _constants
 from ._errors import (
     APIError,
+    InvalidRequestError,
     RequestTimeoutError,
     ResponseTooLargeError,
     TransportError,
@@ -88,6 +89,19 @@ def _payload(body: bytes) -> BytesPayload | BytesIOPayload:
     if len(body) > TOO_LARGE_BYTES_BODY:
         return BytesIOPayload(io.BytesIO(body), content_type="application/json")
     return BytesPayload(body, content_type="application/json")
+
+
+def check_session(session: object) -> aiohttp.ClientSession | None:
+    """A session passed in to borrow, unchanged; ``None`` for the client's own.
+
+    Here and not in ``_config``: this is the one module that imports aiohttp.
+
+    Raises:
+        InvalidRequestError: not an ``aiohttp.ClientSession``.
+    """
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise InvalidRequestError("session must be an aiohttp.ClientSession", field="session")
+    return session
 
 
 class Transport:

@@ -66,7 +66,7 @@ def test_only_the_transport_imports_aiohttp_in_the_client() -> None:
         for path in PACKAGE.glob("_*.py")
         if any(imported.split(".")[0] == "aiohttp" for imported in _imports(path))
     }
-    # _client only names aiohttp.ClientSession to check the type of a session passed in.
+    # _client only names aiohttp.ClientSession in its signature (the transport checks it).
     assert users <= {"_transport", "_client"}
 
 

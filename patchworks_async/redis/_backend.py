@@ -21,8 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._backend import LimiterBackend
-from .._limits import SAFETY_MARGIN, Limiter, PauseGate
+from .._backend import LimiterBackend, PauseTarget
+from .._limits import SAFETY_MARGIN, Limiter
 from ..models import RateLimit
 from ._scripts import PRELUDE, SCRIPTS, SLACK_MS, US
 from ._shared import SharedLimiter, Unavailable
@@ -95,7 +95,7 @@ class RedisLimiter(LimiterBackend):
             self._redis = None
             self._factory = redis
         self._scripts: dict[str, AsyncScript] = {}
-        self._gate: PauseGate | None = None
+        self._gate: PauseTarget | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._down = False
         self._outages = 0
@@ -172,7 +172,7 @@ class RedisLimiter(LimiterBackend):
         """The limiter of one instance, shared through Redis."""
         return SharedLimiter(self, f"instance:{connector}", rate)
 
-    def attach(self, gate: PauseGate) -> None:
+    def attach(self, gate: PauseTarget) -> None:
         """Remember the client's pause gate: a pause learnt from Redis closes it too."""
         self._gate = gate
 

@@ -511,7 +511,12 @@ class FakePatchworks:
     def add_instance(self, instance_id: str | int | None = None, **fields: Any) -> str:
         """Preseed an instance (not counted in ``authorise_count``); returns its id as str.
 
-        Without ``instance_id`` the next sequential integer id is used.
+        Args:
+            instance_id: the instance's id; without it, the next sequential integer.
+            **fields: the instance's other fields, stored as given.
+
+        Returns:
+            The id as a string: the key in ``instances`` and the connector to call.
         """
         if instance_id is None:
             instance_id = self._new_id()
@@ -520,7 +525,14 @@ class FakePatchworks:
         return key
 
     def issue_token(self, ttl: float | None = None) -> str:
-        """Mint a bearer token valid for ``ttl`` seconds (default ``token_ttl``)."""
+        """Mint a bearer token valid for ``ttl`` seconds (default ``token_ttl``).
+
+        Args:
+            ttl: seconds the token is valid for, on the server's clock.
+
+        Returns:
+            The token, to pass as ``PatchworksClient(token=...)``.
+        """
         token = secrets.token_urlsafe(32)
         self._tokens[token] = self._clock() + (self.token_ttl if ttl is None else ttl)
         return token
@@ -533,8 +545,10 @@ class FakePatchworks:
     def add_faults(self, *faults: Fault, paths: str | None = None) -> None:
         """Script faults: the next ``len(faults)`` matching requests get them, in order.
 
-        ``paths`` is a substring of the raw path to match; None matches every request
-        except the login endpoint.
+        Args:
+            *faults: the faults, one per matching request.
+            paths: a substring of the raw path to match; ``None`` matches every
+                request except the login endpoint.
         """
         self._scripted.extend((fault, paths) for fault in faults)
 
@@ -548,7 +562,17 @@ class FakePatchworks:
     ) -> None:
         """Give each matching request a random fault from ``faults`` with probability ``rate``.
 
-        Scripted faults go first. ``rate`` 0 (or no faults) turns it off.
+        Scripted faults go first. Replaces any earlier rate.
+
+        Args:
+            rate: the probability, from 0 to 1; 0 (or no ``faults``) turns it off.
+            faults: the faults to pick from, uniformly.
+            seed: the seed of the fault schedule, so that a run can be replayed.
+            paths: a substring of the raw path to match; ``None`` matches every
+                request except the login endpoint.
+
+        Raises:
+            ValueError: ``rate`` is not between 0 and 1.
         """
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")

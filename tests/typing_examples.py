@@ -1,0 +1,149 @@
+"""The public API used as a user would, checked by mypy and never run (stamina's practice).
+
+The name does not start with ``test_``, so pytest does not collect it; mypy checks it
+because ``tests`` is in its ``files``. Each ``assert_type`` pins a public signature: a
+change to one fails ``mypy --strict`` here before it reaches a user's type checker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+from patchworks_async import (
+    APIError,
+    AuthoriseRequest,
+    Event,
+    EventKind,
+    InvalidRequestError,
+    LimiterBackend,
+    Login,
+    PatchworksClient,
+    PatchworksError,
+    RateLimit,
+    RateLimitError,
+    RateLimitState,
+    RateLimitUnit,
+    ReauthoriseOutcome,
+    ReauthoriseRequest,
+    RetryPolicy,
+    Timeout,
+    UnprocessableEntityError,
+)
+from patchworks_async.testing import FakePatchworks, Fault, RecordedRequest
+
+
+def _authorise_request() -> AuthoriseRequest:
+    return AuthoriseRequest(
+        authentication_implementation_id="impl-1",
+        timezone="Europe/London",
+        date_format="Y-m-d",
+        rate_limit_unit="minute",
+        rate_limit_duration=60,
+    )
+
+
+async def oauth_calls(client: PatchworksClient) -> None:
+    request = _authorise_request()
+    assert_type(await client.oauth.authorise(request), dict[str, Any])
+    assert_type(await client.oauth.authenticate(), dict[str, Any])
+    assert_type(await client.oauth.woo_app_auth(), dict[str, Any])
+    assert_type(await client.oauth.reauthorise("instance-1"), dict[str, Any])
+    assert_type(
+        await client.oauth.reauthorise(7, ReauthoriseRequest(timezone="UTC")), dict[str, Any]
+    )
+    assert_type(request.rate_limit, RateLimit)
+    assert_type(ReauthoriseRequest().rate_limit, RateLimit | None)
+
+
+async def bulk(client: PatchworksClient) -> None:
+    items = [("instance-1", ReauthoriseRequest(timezone="UTC"))]
+    seen: list[ReauthoriseOutcome] = []
+    outcomes = client.oauth.reauthorise_many(items, concurrency=4, on_progress=seen.append)
+    async for outcome in outcomes:
+        assert_type(outcome, ReauthoriseOutcome)
+        assert_type(outcome.ok, bool)
+        assert_type(outcome.connector, Any)
+        assert_type(outcome.result, dict[str, Any] | None)
+        assert_type(outcome.error, PatchworksError | None)
+        assert_type(outcome.attempts, int)
+        assert_type(outcome.elapsed, float)
+        assert_type(outcome.index, int)
+
+
+async def configuration() -> None:
+    events: list[Event] = []
+    async with PatchworksClient(
+        login=Login("user@example.com", "secret"),
+        timeout=Timeout(total=10.0, connect=2.0),
+        rate_limit=RateLimit(RateLimitUnit.SECOND, 4, burst=2),
+        retry=RetryPolicy(max_attempts=3, max_time=30.0),
+        on_event=events.append,
+    ) as client:
+        assert_type(client, PatchworksClient)
+        assert_type(client.rate_limit, RateLimit | None)
+        assert_type(client.retry, RetryPolicy)
+        assert_type(client.rate_limit_state, RateLimitState | None)
+        assert_type(client.connections_opened, int)
+        client.set_instance_rate_limit("instance-1", RateLimit("hour", 600))
+        client.set_instance_rate_limit(7, None)
+        assert_type(client.instance_rate_limit("instance-1"), RateLimit | None)
+    assert_type(PatchworksClient(api_key="key", rate_limit=None, retry=None), PatchworksClient)
+    assert_type(events[0].kind, EventKind)
+    assert_type(events[0].connector, str | None)
+
+
+async def values() -> None:
+    rate = RateLimit("minute", 240)
+    assert_type(rate.period, float)
+    assert_type(rate.interval, float)
+    assert_type(rate.per_second, float)
+    assert_type(rate.unit, RateLimitUnit)
+    assert_type(rate.duration, int)
+    assert_type(RateLimitUnit.MINUTE.seconds, float)
+    assert_type(RetryPolicy.disabled(), RetryPolicy)
+    assert_type(RetryPolicy().max_retry_after, float)
+    state = RateLimitState(limit=240, remaining=0, reset_at=1.0e9)
+    assert_type(state.pause_for(now=1.0e9), float)
+    assert_type(state.remaining, int | None)
+
+
+async def errors(client: PatchworksClient) -> None:
+    try:
+        await client.oauth.reauthorise("instance-1")
+    except InvalidRequestError as error:
+        assert_type(error.field, str | None)
+    except RateLimitError as error:
+        assert_type(error.retry_after, float | None)
+        assert_type(error.status, int)
+    except UnprocessableEntityError as error:
+        assert_type(error.errors, dict[str, list[str]])
+    except APIError as error:
+        assert_type(error.request_id, str | None)
+
+
+async def fake_server() -> None:
+    async with FakePatchworks(quota=10) as fake:
+        assert_type(fake, FakePatchworks)
+        assert_type(fake.url, str)
+        assert_type(fake.api_key, str)
+        assert_type(fake.requests, list[RecordedRequest])
+        assert_type(fake.instances, dict[str, dict[str, Any]])
+        assert_type(fake.add_instance(), str)
+        assert_type(fake.add_instance(7, name="shop"), str)
+        assert_type(fake.issue_token(ttl=60.0), str)
+        assert_type(fake.faults_injected, list[tuple[RecordedRequest, Fault]])
+        fake.add_faults(Fault.too_many(retry_after=1), Fault.dropped(), paths="/reauthorise")
+        fake.set_fault_rate(0.1, [Fault.status_code(503), Fault.slow(0.5)], seed=1)
+        assert_type(fake.requests[0].status, int | None)
+
+
+class MyBackend(LimiterBackend):
+    """A user's backend overrides only what it needs."""
+
+    def pause(self, seconds: float) -> None:
+        assert_type(seconds, float)
+
+
+async def backend() -> None:
+    async with PatchworksClient(api_key="key", limiter=MyBackend()) as client:
+        assert_type(client, PatchworksClient)
