@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from patchworks_async import PatchworksClient, RetryPolicy
 from patchworks_async.testing import FakePatchworks
+
+from . import spec_conformance
 
 
 @pytest.fixture
@@ -25,3 +27,36 @@ async def client(fake: FakePatchworks) -> AsyncIterator[PatchworksClient]:
         retry=RetryPolicy(backoff_base=0.01, backoff_max=0.05),
     ) as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _requests_follow_the_spec(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Validate every OAuth request any FakePatchworks of the test received, with openapi-core.
+
+    A test that sends off-spec requests on purpose (hostile input, raw requests without a
+    credential) says so with ``@pytest.mark.spec_exempt(reason=...)``.
+    """
+    if not spec_conformance.spec_available():
+        if spec_conformance.must_have_spec():
+            pytest.fail(f"the spec is missing: {spec_conformance.SPEC_PATH}")
+        yield
+        return
+    started: list[FakePatchworks] = []
+    original = FakePatchworks.start
+
+    async def start(self: FakePatchworks) -> None:
+        started.append(self)
+        await original(self)
+
+    monkeypatch.setattr(FakePatchworks, "start", start)
+    yield
+    if request.node.get_closest_marker("spec_exempt") is not None:
+        return
+    problems = [
+        problem
+        for server in started
+        for problem in spec_conformance.request_problems(list(server.requests))
+    ]
+    assert not problems, "requests off the spec:\n" + "\n".join(problems[:20])
