@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,31 +19,71 @@ import orjson
 
 from .. import _constants
 from .._client import PatchworksClient
-from .._errors import InvalidRequestError, PatchworksError
+from .._errors import AuthenticationError, InvalidRequestError, PatchworksError, TransportError
 from .._retry import RetryPolicy
 from .._version import __version__
 from ..models import AuthoriseRequest, RateLimit, ReauthoriseRequest
+from ..testing import __main__ as fake_server_cli
 from . import _config
 from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._config import InputError
 from ._progress import DEFAULT_INTERVAL
 
 PROG: Final = "patchworks-async"
+FAKE_SERVER_PROG: Final = f"{PROG} fake-server"
 
-EPILOG: Final = f"""\
+CREDENTIALS_HELP: Final = f"""\
 credentials, the first found wins:
   --api-key-file PATH                         an API key, the file's first line
   {_config.ENV_API_KEY}                          an API key
   {_config.ENV_TOKEN}                            a bearer token
   {_config.ENV_USERNAME} + {_config.ENV_PASSWORD}   log in ({_config.ENV_LOGIN_URL} optional)
 base URL: --base-url, else {_config.ENV_BASE_URL}, else {_constants.DEFAULT_BASE_URL}
-
-exit codes:
-  0    every call succeeded
-  1    a call failed (bulk-reauthorise: at least one line failed, bad input lines included)
-  2    usage or input error (bad option, file, field or credentials): nothing was sent
-  130  interrupted (Ctrl-C); bulk-reauthorise keeps every outcome written so far
 """
+
+#: The exit codes of the commands that call the API (one row per code: add a row
+#: here when a code is added to ``_codes``; a test checks the two agree).
+EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
+    (EXIT_OK, "every call succeeded"),
+    (EXIT_FAILED, "a call failed (bulk-reauthorise: at least one line failed, "
+                  "bad input lines included)"),
+    (EXIT_USAGE, "usage or input error (bad option, file, field or credentials): nothing was sent"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); bulk-reauthorise keeps every outcome written so far"),
+)  # fmt: skip
+
+#: The demo's own: its deliberate failures do not count (``_demo.unexpected_failures``).
+DEMO_EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
+    (EXIT_OK, "every call succeeded, but for the deliberate 404s of the unknown connectors"),
+    (EXIT_FAILED, "any other call failed (the summary names its error)"),
+    (EXIT_USAGE, "bad option"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+)
+
+
+def exit_code_table(rows: Sequence[tuple[int, str]]) -> str:
+    """The ``exit codes:`` section of a ``--help``.
+
+    Args:
+        rows: (code, meaning) pairs, in the order to print.
+
+    Returns:
+        The section, one line per code.
+    """
+    return "exit codes:\n" + "".join(f"  {code:<4} {meaning}\n" for code, meaning in rows)
+
+
+EPILOG: Final = (
+    CREDENTIALS_HELP
+    + "\n"
+    + exit_code_table(EXIT_CODES)
+    + ("  (demo and fake-server have their own: see their --help)\n")
+)
+DEMO_EPILOG: Final = (
+    "No account, credentials or network needed: the server runs in this process on\n"
+    "127.0.0.1. Three connectors that do not exist are called on purpose, to show that a\n"
+    "failure is an outcome, not a crash: their 404s are labelled deliberate in the summary.\n"
+    "\n" + exit_code_table(DEMO_EXIT_CODES)
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -162,17 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     connection = _connection_options()
 
-    def command(name: str, help_text: str, handler: Handler, **kwargs: Any) -> Any:
+    def command(
+        name: str, help_text: str, handler: Handler, epilog: str = EPILOG, **kwargs: Any
+    ) -> Any:
         sub = commands.add_parser(
             name,
             help=help_text,
-            description=help_text,
-            epilog=EPILOG,
+            description=kwargs.pop("description", help_text),
+            epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
             allow_abbrev=False,
             **kwargs,
         )
-        sub.set_defaults(handler=handler)
+        # The parser itself, so that main() can word a usage error as this command's.
+        sub.set_defaults(handler=handler, command_parser=sub)
         return sub
 
     command(
@@ -199,13 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     reauthorise.add_argument("connector", help="the instance id")
     _field_options(reauthorise)
     _bulk_parser(command("bulk-reauthorise", _BULK_HELP, _bulk, parents=[connection]))
-    command(
-        "fake-server",
-        "run the fake Patchworks server (same options as python -m patchworks_async.testing)",
-        _fake_server_help,
-        add_help=False,
+    _fake_server_parser(
+        command(
+            "fake-server",
+            "run a fake Patchworks server on 127.0.0.1 to try these commands against",
+            _fake_server,
+            epilog=fake_server_cli.EPILOG,
+            description=fake_server_cli.DESCRIPTION,
+        )
     )
-    _demo_parser(command("demo", _DEMO_HELP, _demo))
+    _demo_parser(command("demo", _DEMO_HELP, _demo, epilog=DEMO_EPILOG))
     return parser
 
 
@@ -250,6 +297,10 @@ def _bulk_parser(parser: argparse.ArgumentParser) -> None:
     _progress_options(parser)
 
 
+def _fake_server_parser(parser: argparse.ArgumentParser) -> None:
+    fake_server_cli.add_arguments(parser)
+
+
 def _demo_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--instances",
@@ -283,15 +334,56 @@ def _demo_parser(parser: argparse.ArgumentParser) -> None:
 
 def _client(args: argparse.Namespace, concurrency: int = 1) -> PatchworksClient:
     environ = os.environ
-    return PatchworksClient(
-        **_config.credentials(args.api_key_file, environ),
-        base_url=_config.base_url(args.base_url, environ),
-        timeout=args.timeout,
-        rate_limit=args.rate_limit,
-        retry=RetryPolicy(max_attempts=args.max_attempts),
-        max_connections=max(_constants.DEFAULT_MAX_CONNECTIONS, concurrency),
-        allow_insecure_http=args.allow_insecure_http,
-    )
+    try:
+        return PatchworksClient(
+            **_config.credentials(args.api_key_file, environ),
+            base_url=_config.base_url(args.base_url, environ),
+            timeout=args.timeout,
+            rate_limit=args.rate_limit,
+            retry=RetryPolicy(max_attempts=args.max_attempts),
+            max_connections=max(_constants.DEFAULT_MAX_CONNECTIONS, concurrency),
+            allow_insecure_http=args.allow_insecure_http,
+        )
+    except InvalidRequestError as error:
+        raise InputError(_in_cli_words(error, _sources(args))) from None
+
+
+#: The library's words for what the command line calls an option or a variable.
+_LIBRARY_WORDS: Final = {"allow_insecure_http=True": "--allow-insecure-http"}
+
+
+def _sources(args: argparse.Namespace) -> dict[str, str]:
+    """Where each client argument came from, as the user gave it (option or variable)."""
+    key = "--api-key-file" if args.api_key_file else _config.ENV_API_KEY
+    return {
+        "base_url": "--base-url" if args.base_url else _config.ENV_BASE_URL,
+        "api_key": key,
+        "token": _config.ENV_TOKEN,
+        "login.url": _config.ENV_LOGIN_URL,
+        "url": _config.ENV_LOGIN_URL,
+        "login.username": _config.ENV_USERNAME,
+        "username": _config.ENV_USERNAME,
+        "login.password": _config.ENV_PASSWORD,
+        "password": _config.ENV_PASSWORD,
+    }
+
+
+def _in_cli_words(error: InvalidRequestError, sources: dict[str, str]) -> str:
+    """The library's message about a client argument, naming the option or variable instead.
+
+    ``base_url must be ...`` becomes ``--base-url must be ...`` (or ``PATCHWORKS_BASE_URL``);
+    a Python keyword such as ``allow_insecure_http=True`` becomes its option.
+    """
+    message = str(error)
+    source = sources.get(error.field or "")
+    if source is not None:
+        field = error.field or ""
+        message = (
+            source + message[len(field) :] if message.startswith(field) else f"{source}: {message}"
+        )
+    for word, option in _LIBRARY_WORDS.items():
+        message = message.replace(word, option)
+    return message
 
 
 def _single(
@@ -337,7 +429,8 @@ def _bulk(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import DemoOptions, print_summary, run_demo
+    from ._demo import DemoOptions, exit_code, run_demo
+    from ._demosummary import print_summary
 
     if args.quick:
         options = DemoOptions.quick(args.progress, args.progress_interval)
@@ -351,25 +444,67 @@ def _demo(args: argparse.Namespace) -> int:
         )
     report = asyncio.run(run_demo(options))
     print_summary(report)
-    return EXIT_OK
+    return exit_code(report)
 
 
-def _fake_server_help(_args: argparse.Namespace) -> int:
-    return _fake_server(["--help"])
+def _fake_server(args: argparse.Namespace) -> int:
+    return fake_server_cli.serve(args, prog=FAKE_SERVER_PROG)
 
 
-def _fake_server(argv: Sequence[str]) -> int:
-    from ..testing.__main__ import main as fake_main
+# -- usage errors: say which command, suggest the near miss ------------------------------------
 
-    return fake_main(argv)
+
+def _suggestion(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:  # argparse's list of them
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+def _parse(parser: argparse.ArgumentParser, arguments: Sequence[str]) -> argparse.Namespace:
+    """``parse_args``, with errors worded as the command's own and near misses suggested.
+
+    argparse reports an unknown option of a subcommand as the top-level command's,
+    with the top-level usage; here it is the subcommand's, with ``did you mean``.
+    """
+    commands = _commands(parser)
+    if arguments and not arguments[0].startswith("-") and arguments[0] not in commands:
+        word = arguments[0]
+        hint = _suggestion(word, commands) or f" (choose from {', '.join(commands)})"
+        parser.error(f"unknown command {word!r}{hint}")
+    args, extras = parser.parse_known_args(arguments)
+    if extras:
+        command: argparse.ArgumentParser = args.command_parser
+        options = [o for action in command._actions for o in action.option_strings]
+        words = " ".join(extras)
+        first = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), "")
+        command.error(f"unrecognized arguments: {words}{_suggestion(first, options)}")
+    return args
 
 
 # -- entry point -------------------------------------------------------------------------------
 
 
+def _hint(error: BaseException) -> str:
+    """What to check, for the first mistakes: a dead server and refused credentials."""
+    if isinstance(error, TransportError) and not error.sent:
+        return f"; is the server running? check --base-url or {_config.ENV_BASE_URL}"
+    if isinstance(error, AuthenticationError):
+        return (
+            f"; check the credentials (--api-key-file, {_config.ENV_API_KEY}, "
+            f"{_config.ENV_TOKEN} or {_config.ENV_USERNAME} + {_config.ENV_PASSWORD})"
+        )
+    return ""
+
+
 def _error(error: BaseException) -> None:
     message = " ".join(str(error).split())  # one line, whatever the message held
-    sys.stderr.write(f"error: {type(error).__name__}: {message}\n")
+    sys.stderr.write(f"error: {type(error).__name__}: {message}{_hint(error)}\n")
     sys.stderr.flush()
 
 
@@ -377,10 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see ``--help``)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        if arguments[:1] == ["fake-server"]:
-            # Handed over whole: its options are python -m patchworks_async.testing's.
-            return _fake_server(arguments[1:])
-        args = build_parser().parse_args(arguments)
+        args = _parse(build_parser(), arguments)
         handler: Handler = args.handler
         return handler(args)
     except SystemExit as exc:  # argparse: --help, --version, usage errors (2)
