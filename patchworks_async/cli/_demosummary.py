@@ -185,19 +185,24 @@ def _rate_rows(report: DemoReport) -> list[tuple[str, str]]:
             f"({paced.rate / report.rate:.0%}), over {paced.seconds:.1f} s "
             f"(gaps of at most {threshold_ms:.0f} ms between requests)",
         ),
-        (
-            "rate over the whole run",
-            f"{whole:.1f} requests/s ({whole / report.rate:.0%}): it includes "
-            f"{paced.paused:.1f} s of pauses the {len(report.pauses)} 429s asked for and "
-            f"{paced.idle:.1f} s with nothing ready to send (retry waits, paced instances, "
-            "the last calls)",
-        ),
+        ("rate over the whole run", _whole_run_text(whole, report, paced)),
         (
             "max requests in any 1 s",
             f"{max_in_window(report.departures)} leaving the client (limit {report.rate}); "
             f"{max_in_window(report.arrivals)} arriving at the server (arrival jitter)",
         ),
     ]
+
+
+def _whole_run_text(whole: float, report: DemoReport, paced: Pacing) -> str:
+    lost = []
+    if report.pauses:
+        lost.append(f"{paced.paused:.1f} s of pauses the {len(report.pauses)} 429s asked for")
+    lost.append(
+        f"{paced.idle:.1f} s with nothing ready to send (waits for retries and paced "
+        "instances, the last calls)"
+    )
+    return f"{whole:.1f} requests/s ({whole / report.rate:.0%}): it includes " + " and ".join(lost)
 
 
 def summary_rows(report: DemoReport) -> list[tuple[str, str]]:
