@@ -25,8 +25,8 @@ from ._server import FakePatchworks
 
 PROG: Final = "python -m patchworks_async.testing"
 DESCRIPTION: Final = (
-    "Run the fake Patchworks Core API server on 127.0.0.1 until Ctrl-C, for trying the "
-    "command line and for tests. It prints its URL, API key, login and instances."
+    "Run the fake Patchworks Core API server on 127.0.0.1 until Ctrl-C, to try the\n"
+    "command line against or for tests. It prints its URL, API key, login and instances."
 )
 EPILOG: Final = """\
 instances: --instances N makes the ids 1 to N; --instances-file PATH takes the ids from
