@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import errno
 import os
 import signal
 import sys
@@ -68,6 +69,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the fake server's options to ``parser`` (shared with ``patchworks-async``).
 
@@ -104,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quota", type=_non_negative_int, metavar="N", help="requests per window per credential"
     )
     parser.add_argument(
-        "--quota-window", type=_seconds, default=60.0, metavar="SECONDS",
+        "--quota-window", type=_positive_seconds, default=60.0, metavar="SECONDS",
         help="quota window (%(default)s)",
     )  # fmt: skip
     parser.add_argument(
@@ -244,11 +252,13 @@ def serve(args: argparse.Namespace, prog: str = PROG) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(args, ids))
     except OSError as exc:
-        # asyncio's message repeats the address; the errno's text is enough.
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        # asyncio's message repeats the address; the errno's text is enough
+        # (a name that does not resolve has a negative errno and its own strerror).
+        code = exc.errno or 0
+        reason = os.strerror(code) if code > 0 else exc.strerror or str(exc)
+        hint = " (try --port 0 for a free port)" if exc.errno == errno.EADDRINUSE else ""
         sys.stderr.write(
-            f"{prog}: error: cannot listen on {args.host}:{args.port}: {reason} "
-            "(try --port 0 for a free port)\n"
+            f"{prog}: error: cannot listen on {args.host}:{args.port}: {reason}{hint}\n"
         )
         return EXIT_CANNOT_LISTEN
     return EXIT_OK
