@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,12 +18,12 @@ import orjson
 
 from .. import _constants
 from .._client import PatchworksClient
-from .._errors import AuthenticationError, InvalidRequestError, PatchworksError, TransportError
+from .._errors import InvalidRequestError, PatchworksError
 from .._retry import RetryPolicy
 from .._version import __version__
 from ..models import AuthoriseRequest, RateLimit, ReauthoriseRequest
 from ..testing import __main__ as fake_server_cli
-from . import _config
+from . import _config, _usage
 from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._config import InputError
 from ._progress import DEFAULT_INTERVAL
@@ -345,45 +344,7 @@ def _client(args: argparse.Namespace, concurrency: int = 1) -> PatchworksClient:
             allow_insecure_http=args.allow_insecure_http,
         )
     except InvalidRequestError as error:
-        raise InputError(_in_cli_words(error, _sources(args))) from None
-
-
-#: The library's words for what the command line calls an option or a variable.
-_LIBRARY_WORDS: Final = {"allow_insecure_http=True": "--allow-insecure-http"}
-
-
-def _sources(args: argparse.Namespace) -> dict[str, str]:
-    """Where each client argument came from, as the user gave it (option or variable)."""
-    key = "--api-key-file" if args.api_key_file else _config.ENV_API_KEY
-    return {
-        "base_url": "--base-url" if args.base_url else _config.ENV_BASE_URL,
-        "api_key": key,
-        "token": _config.ENV_TOKEN,
-        "login.url": _config.ENV_LOGIN_URL,
-        "url": _config.ENV_LOGIN_URL,
-        "login.username": _config.ENV_USERNAME,
-        "username": _config.ENV_USERNAME,
-        "login.password": _config.ENV_PASSWORD,
-        "password": _config.ENV_PASSWORD,
-    }
-
-
-def _in_cli_words(error: InvalidRequestError, sources: dict[str, str]) -> str:
-    """The library's message about a client argument, naming the option or variable instead.
-
-    ``base_url must be ...`` becomes ``--base-url must be ...`` (or ``PATCHWORKS_BASE_URL``);
-    a Python keyword such as ``allow_insecure_http=True`` becomes its option.
-    """
-    message = str(error)
-    source = sources.get(error.field or "")
-    if source is not None:
-        field = error.field or ""
-        message = (
-            source + message[len(field) :] if message.startswith(field) else f"{source}: {message}"
-        )
-    for word, option in _LIBRARY_WORDS.items():
-        message = message.replace(word, option)
-    return message
+        raise InputError(_usage.in_cli_words(error, _usage.sources(args))) from None
 
 
 def _single(
@@ -451,60 +412,12 @@ def _fake_server(args: argparse.Namespace) -> int:
     return fake_server_cli.serve(args, prog=FAKE_SERVER_PROG)
 
 
-# -- usage errors: say which command, suggest the near miss ------------------------------------
-
-
-def _suggestion(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _commands(parser: argparse.ArgumentParser) -> list[str]:
-    for action in parser._actions:  # argparse's list of them
-        if isinstance(action, argparse._SubParsersAction):
-            return list(action.choices)
-    return []
-
-
-def _parse(parser: argparse.ArgumentParser, arguments: Sequence[str]) -> argparse.Namespace:
-    """``parse_args``, with errors worded as the command's own and near misses suggested.
-
-    argparse reports an unknown option of a subcommand as the top-level command's,
-    with the top-level usage; here it is the subcommand's, with ``did you mean``.
-    """
-    commands = _commands(parser)
-    if arguments and not arguments[0].startswith("-") and arguments[0] not in commands:
-        word = arguments[0]
-        hint = _suggestion(word, commands) or f" (choose from {', '.join(commands)})"
-        parser.error(f"unknown command {word!r}{hint}")
-    args, extras = parser.parse_known_args(arguments)
-    if extras:
-        command: argparse.ArgumentParser = args.command_parser
-        options = [o for action in command._actions for o in action.option_strings]
-        words = " ".join(extras)
-        first = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), "")
-        command.error(f"unrecognized arguments: {words}{_suggestion(first, options)}")
-    return args
-
-
 # -- entry point -------------------------------------------------------------------------------
-
-
-def _hint(error: BaseException) -> str:
-    """What to check, for the first mistakes: a dead server and refused credentials."""
-    if isinstance(error, TransportError) and not error.sent:
-        return f"; is the server running? check --base-url or {_config.ENV_BASE_URL}"
-    if isinstance(error, AuthenticationError):
-        return (
-            f"; check the credentials (--api-key-file, {_config.ENV_API_KEY}, "
-            f"{_config.ENV_TOKEN} or {_config.ENV_USERNAME} + {_config.ENV_PASSWORD})"
-        )
-    return ""
 
 
 def _error(error: BaseException) -> None:
     message = " ".join(str(error).split())  # one line, whatever the message held
-    sys.stderr.write(f"error: {type(error).__name__}: {message}{_hint(error)}\n")
+    sys.stderr.write(f"error: {type(error).__name__}: {message}{_usage.hint(error)}\n")
     sys.stderr.flush()
 
 
@@ -512,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see ``--help``)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parse(build_parser(), arguments)
+        args = _usage.parse(build_parser(), arguments)
         handler: Handler = args.handler
         return handler(args)
     except SystemExit as exc:  # argparse: --help, --version, usage errors (2)

@@ -143,12 +143,9 @@ async def run_demo(options: DemoOptions) -> DemoReport:
     options = attrs.evolve(
         options, paced_instances=min(options.paced_instances, options.instances // 10)
     )
-    faults = [Fault.status_code(503, retry_after=_RETRY_AFTER)] * 9
-    faults.append(Fault.too_many(retry_after=_RETRY_AFTER))
     recorder = _Recorder()
     async with FakePatchworks(quota=options.rate, quota_window=1.0) as fake:
-        ids = [fake.add_instance(timezone="UTC") for _ in range(options.instances)]
-        fake.set_fault_rate(options.fault_rate, faults, seed=4, paths="/reauthorise")
+        ids = _seed(fake, options)
         spacing = max(len(ids) // max(options.paced_instances, 1), 1)
         paced = ids[::spacing][: options.paced_instances]
         connectors = _connectors(ids, paced, options.paced_calls)
@@ -186,6 +183,14 @@ async def run_demo(options: DemoOptions) -> DemoReport:
             connections_opened=connections,
             paced_min_gap=_min_gap(fake, paced),
         )
+
+
+def _seed(fake: FakePatchworks, options: DemoOptions) -> list[str]:
+    """The instances, and the 503s and 429s (nine to one) injected at ``fault_rate``."""
+    faults = [Fault.status_code(503, retry_after=_RETRY_AFTER)] * 9
+    faults.append(Fault.too_many(retry_after=_RETRY_AFTER))
+    fake.set_fault_rate(options.fault_rate, faults, seed=4, paths="/reauthorise")
+    return [fake.add_instance(timezone="UTC") for _ in range(options.instances)]
 
 
 def is_deliberate(outcome: ReauthoriseOutcome) -> bool:
