@@ -451,7 +451,7 @@ async def test_demo_quick_prints_the_summary() -> None:
 
 def _summary(stdout: str) -> dict[str, str]:
     lines = stdout.split("summary:\n", 1)[1].splitlines()
-    return {line[:25].strip(): line[25:].strip() for line in lines}
+    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines)
 
 
 async def test_fake_server_subcommand() -> None:
