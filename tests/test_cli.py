@@ -12,6 +12,7 @@ import contextlib
 import csv
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -420,19 +421,37 @@ async def test_sigint_stops_promptly_with_130(fake: FakePatchworks, tmp_path: pa
 
 async def test_demo_quick_prints_the_summary() -> None:
     run = await cli(None, "demo", "--quick")
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0, run.stderr  # only the deliberate 404s failed
     for label in (
         "succeeded",
         "failed",
         "retries",
-        "achieved rate",
+        "requests sent",
+        "server answers",
+        "rate while pacing",
+        "rate over the whole run",
         "max requests in any 1 s",
         "connections opened",
-        "requests the server saw",
     ):
         assert label in run.stdout
-    assert "failed                   3 (NotFoundError 3)" in run.stdout
+    # The 404s are labelled deliberate and are not retries; the numbers add up.
+    rows = _summary(run.stdout)
+    assert rows["failed"].startswith("3, all deliberate: NotFoundError (404)"), rows["failed"]
+    assert "3 x 404 (deliberate)" in rows["server answers"]
+    calls = int(rows["calls"].split()[0])
+    retries = int(rows["retries"].split()[0])
+    sent = re.fullmatch(
+        r"(\d+) = (\d+) calls \+ (\d+) retries; the server saw (\d+)", rows["requests sent"]
+    )
+    assert sent is not None, rows["requests sent"]
+    assert int(sent[1]) == calls + retries == int(sent[4])
+    assert (int(sent[2]), int(sent[3])) == (calls, retries)
     assert "progress: " in run.stderr
+
+
+def _summary(stdout: str) -> dict[str, str]:
+    lines = stdout.split("summary:\n", 1)[1].splitlines()
+    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines)
 
 
 async def test_fake_server_subcommand() -> None:

@@ -76,3 +76,20 @@ def test_py_typed_ships() -> None:
 
 def test_errors_module_is_a_leaf() -> None:
     assert not [name for name in _imports(PACKAGE / "_errors.py") if name.startswith(".")]
+
+
+def test_testing_all_is_sorted_and_complete() -> None:
+    from patchworks_async import testing
+    from patchworks_async.testing import _server
+
+    exported = testing.__all__
+    assert exported == sorted(exported)
+    # Everything public that the package defines or re-exports, and everything public
+    # that its server module declares, FaultKind included.
+    public = {name for name in vars(testing) if not name.startswith("_")}
+    public -= {"annotations"}
+    assert public == set(exported)
+    assert set(_server.__all__) <= set(exported)
+    assert "FaultKind" in exported
+    for name in exported:
+        assert getattr(testing, name) is getattr(_server, name), name

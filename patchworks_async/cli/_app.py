@@ -22,27 +22,67 @@ from .._errors import InvalidRequestError, PatchworksError
 from .._retry import RetryPolicy
 from .._version import __version__
 from ..models import AuthoriseRequest, RateLimit, ReauthoriseRequest
-from . import _config
+from ..testing import __main__ as fake_server_cli
+from . import _config, _usage
 from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._config import InputError
 from ._progress import DEFAULT_INTERVAL
 
 PROG: Final = "patchworks-async"
+FAKE_SERVER_PROG: Final = f"{PROG} fake-server"
 
-EPILOG: Final = f"""\
+CREDENTIALS_HELP: Final = f"""\
 credentials, the first found wins:
   --api-key-file PATH                         an API key, the file's first line
   {_config.ENV_API_KEY}                          an API key
   {_config.ENV_TOKEN}                            a bearer token
   {_config.ENV_USERNAME} + {_config.ENV_PASSWORD}   log in ({_config.ENV_LOGIN_URL} optional)
 base URL: --base-url, else {_config.ENV_BASE_URL}, else {_constants.DEFAULT_BASE_URL}
-
-exit codes:
-  0    every call succeeded
-  1    a call failed (bulk-reauthorise: at least one line failed, bad input lines included)
-  2    usage or input error (bad option, file, field or credentials): nothing was sent
-  130  interrupted (Ctrl-C); bulk-reauthorise keeps every outcome written so far
 """
+
+#: The exit codes of the commands that call the API (one row per code: add a row
+#: here when a code is added to ``_codes``; a test checks the two agree).
+EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
+    (EXIT_OK, "every call succeeded"),
+    (EXIT_FAILED, "a call failed (bulk-reauthorise: at least one line failed, "
+                  "bad input lines included)"),
+    (EXIT_USAGE, "usage or input error (bad option, file, field or credentials): nothing was sent"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); bulk-reauthorise keeps every outcome written so far"),
+)  # fmt: skip
+
+#: The demo's own: its deliberate failures do not count (``_demo.unexpected_failures``).
+DEMO_EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
+    (EXIT_OK, "every call succeeded, but for the deliberate 404s of the unknown connectors"),
+    (EXIT_FAILED, "any other call failed (the summary names its error)"),
+    (EXIT_USAGE, "bad option"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+)
+
+
+def exit_code_table(rows: Sequence[tuple[int, str]]) -> str:
+    """The ``exit codes:`` section of a ``--help``.
+
+    Args:
+        rows: (code, meaning) pairs, in the order to print.
+
+    Returns:
+        The section, one line per code.
+    """
+    return "exit codes:\n" + "".join(f"  {code:<4} {meaning}\n" for code, meaning in rows)
+
+
+EPILOG: Final = (
+    CREDENTIALS_HELP
+    + "\n"
+    + exit_code_table(EXIT_CODES)
+    + ("  (demo and fake-server have their own: see their --help)\n")
+)
+DEMO_EPILOG: Final = (
+    "No account, credentials or network needed: the server runs in this process on\n"
+    "127.0.0.1. Three connectors that do not exist are called on purpose, to show that a\n"
+    "failure is an outcome, not a crash: their 404s are labelled deliberate in the summary.\n"
+    "\n" + exit_code_table(DEMO_EXIT_CODES)
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -162,17 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     connection = _connection_options()
 
-    def command(name: str, help_text: str, handler: Handler, **kwargs: Any) -> Any:
+    def command(
+        name: str, help_text: str, handler: Handler, epilog: str = EPILOG, **kwargs: Any
+    ) -> Any:
         sub = commands.add_parser(
             name,
             help=help_text,
-            description=help_text,
-            epilog=EPILOG,
+            description=kwargs.pop("description", help_text),
+            epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
             allow_abbrev=False,
             **kwargs,
         )
-        sub.set_defaults(handler=handler)
+        # The parser itself, so that main() can word a usage error as this command's.
+        sub.set_defaults(handler=handler, command_parser=sub)
         return sub
 
     command(
@@ -199,13 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     reauthorise.add_argument("connector", help="the instance id")
     _field_options(reauthorise)
     _bulk_parser(command("bulk-reauthorise", _BULK_HELP, _bulk, parents=[connection]))
-    command(
-        "fake-server",
-        "run the fake Patchworks server (same options as python -m patchworks_async.testing)",
-        _fake_server_help,
-        add_help=False,
+    _fake_server_parser(
+        command(
+            "fake-server",
+            "run a fake Patchworks server on 127.0.0.1 to try these commands against",
+            _fake_server,
+            epilog=fake_server_cli.EPILOG,
+            description=fake_server_cli.DESCRIPTION,
+        )
     )
-    _demo_parser(command("demo", _DEMO_HELP, _demo))
+    _demo_parser(command("demo", _DEMO_HELP, _demo, epilog=DEMO_EPILOG))
     return parser
 
 
@@ -250,6 +296,10 @@ def _bulk_parser(parser: argparse.ArgumentParser) -> None:
     _progress_options(parser)
 
 
+def _fake_server_parser(parser: argparse.ArgumentParser) -> None:
+    fake_server_cli.add_arguments(parser)
+
+
 def _demo_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--instances",
@@ -283,15 +333,18 @@ def _demo_parser(parser: argparse.ArgumentParser) -> None:
 
 def _client(args: argparse.Namespace, concurrency: int = 1) -> PatchworksClient:
     environ = os.environ
-    return PatchworksClient(
-        **_config.credentials(args.api_key_file, environ),
-        base_url=_config.base_url(args.base_url, environ),
-        timeout=args.timeout,
-        rate_limit=args.rate_limit,
-        retry=RetryPolicy(max_attempts=args.max_attempts),
-        max_connections=max(_constants.DEFAULT_MAX_CONNECTIONS, concurrency),
-        allow_insecure_http=args.allow_insecure_http,
-    )
+    try:
+        return PatchworksClient(
+            **_config.credentials(args.api_key_file, environ),
+            base_url=_config.base_url(args.base_url, environ),
+            timeout=args.timeout,
+            rate_limit=args.rate_limit,
+            retry=RetryPolicy(max_attempts=args.max_attempts),
+            max_connections=max(_constants.DEFAULT_MAX_CONNECTIONS, concurrency),
+            allow_insecure_http=args.allow_insecure_http,
+        )
+    except InvalidRequestError as error:
+        raise InputError(_usage.in_cli_words(error, _usage.sources(args))) from None
 
 
 def _single(
@@ -337,7 +390,8 @@ def _bulk(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import DemoOptions, print_summary, run_demo
+    from ._demo import DemoOptions, exit_code, run_demo
+    from ._demosummary import print_summary
 
     if args.quick:
         options = DemoOptions.quick(args.progress, args.progress_interval)
@@ -351,17 +405,11 @@ def _demo(args: argparse.Namespace) -> int:
         )
     report = asyncio.run(run_demo(options))
     print_summary(report)
-    return EXIT_OK
+    return exit_code(report)
 
 
-def _fake_server_help(_args: argparse.Namespace) -> int:
-    return _fake_server(["--help"])
-
-
-def _fake_server(argv: Sequence[str]) -> int:
-    from ..testing.__main__ import main as fake_main
-
-    return fake_main(argv)
+def _fake_server(args: argparse.Namespace) -> int:
+    return fake_server_cli.serve(args, prog=FAKE_SERVER_PROG)
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -369,7 +417,7 @@ def _fake_server(argv: Sequence[str]) -> int:
 
 def _error(error: BaseException) -> None:
     message = " ".join(str(error).split())  # one line, whatever the message held
-    sys.stderr.write(f"error: {type(error).__name__}: {message}\n")
+    sys.stderr.write(f"error: {type(error).__name__}: {message}{_usage.hint(error)}\n")
     sys.stderr.flush()
 
 
@@ -377,10 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see ``--help``)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        if arguments[:1] == ["fake-server"]:
-            # Handed over whole: its options are python -m patchworks_async.testing's.
-            return _fake_server(arguments[1:])
-        args = build_parser().parse_args(arguments)
+        args = _usage.parse(build_parser(), arguments)
         handler: Handler = args.handler
         return handler(args)
     except SystemExit as exc:  # argparse: --help, --version, usage errors (2)

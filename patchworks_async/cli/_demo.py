@@ -11,24 +11,31 @@ prints what happened, measured on both sides.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import sys
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Final
 
 import attrs
 
+from .._bulk import ReauthoriseOutcome
 from .._client import PatchworksClient
+from .._errors import NotFoundError
+from .._events import Event, EventKind
 from .._retry import RetryPolicy
 from ..models import RateLimit, ReauthoriseRequest
 from ..testing import FakePatchworks, Fault
+from ._codes import EXIT_FAILED, EXIT_OK
+from ._demosummary import DemoReport
 from ._progress import DEFAULT_INTERVAL, Tally, make_reporter
 
 # Slower than the client-wide share an instance gets, so the instance's own limit shows.
 _PACED_RATE: Final = RateLimit("minute", 30)
+#: Called on purpose: their 404s show that a failure is an outcome, not a crash.
 UNKNOWN_CONNECTORS: Final = ("no-such-instance-1", "no-such-instance-2", "no-such-instance-3")
+#: The Retry-After of the injected 503s and 429s, in seconds.
+_RETRY_AFTER: Final = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -60,25 +67,6 @@ class DemoOptions:
         )
 
 
-@attrs.frozen(kw_only=True)
-class DemoReport:
-    """What the demo measured."""
-
-    options: DemoOptions
-    items: int
-    succeeded: int
-    failed: Counter[str]
-    retries: int
-    elapsed: float
-    requests_seen: int
-    reauthorise_requests: int
-    achieved_rate: float
-    max_in_one_second: int
-    faults: Counter[int]
-    connections_opened: int
-    paced_min_gap: float | None
-
-
 def _connectors(ids: Sequence[str], paced: Sequence[str], calls: int) -> list[str]:
     """Every instance once; each paced one ``calls`` times in a row; a few unknown ones.
 
@@ -107,26 +95,6 @@ def _items(connectors: Sequence[str]) -> Iterator[tuple[str, ReauthoriseRequest]
         yield key, request
 
 
-def _max_in_window(arrivals: list[float], window: float = 1.0) -> int:
-    """The most requests that arrived within any ``window`` seconds (a sliding window)."""
-    arrivals = sorted(arrivals)
-    best = 0
-    first = 0
-    for last, arrived in enumerate(arrivals):
-        while arrived - arrivals[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-def _achieved_rate(arrivals: list[float]) -> float:
-    """Requests a second from the first arrival to the last, as the server saw them."""
-    if len(arrivals) < 2:
-        return 0.0
-    span = max(arrivals) - min(arrivals)
-    return (len(arrivals) - 1) / span if span > 0 else 0.0
-
-
 def _min_gap(fake: FakePatchworks, paced: Sequence[str]) -> float | None:
     gaps: list[float] = []
     for key in paced:
@@ -135,16 +103,49 @@ def _min_gap(fake: FakePatchworks, paced: Sequence[str]) -> float | None:
     return min(gaps) if gaps else None
 
 
+class _Recorder:
+    """The client's side of the run, from its ``on_event`` hook.
+
+    Departures are taken when a request leaves (the ``sent`` event, right after
+    its turn in the limiters): that is what the client's limit bounds. The server's
+    arrivals come later by a varying delay (scheduling, the network).
+    """
+
+    def __init__(self) -> None:
+        self.departures: list[float] = []
+        self.retries: Counter[str] = Counter()
+        self.pauses: list[tuple[float, float]] = []
+        self._answers: dict[tuple[str | None, int], str] = {}
+
+    def __call__(self, event: Event) -> None:
+        now = time.monotonic()
+        if event.kind is EventKind.SENT:
+            self.departures.append(now)
+        elif event.kind is EventKind.RESPONSE:
+            what = str(event.status) if event.status is not None else str(event.error)
+            self._answers[event.connector, event.attempt] = what
+            if event.status == 429:  # the status that pauses the client
+                self.pauses.append((now, now + _RETRY_AFTER))
+        elif event.kind is EventKind.RETRY:
+            self.retries[self._answers.pop((event.connector, event.attempt), "?")] += 1
+
+
 async def run_demo(options: DemoOptions) -> DemoReport:
-    """Run the demo; progress on stderr, a few words on stdout."""
+    """Run the demo; progress on stderr, a few words on stdout.
+
+    Args:
+        options: the knobs.
+
+    Returns:
+        What was measured, for ``print_summary`` and ``exit_code``.
+    """
     # At most one instance in ten is paced, so a small demo stays mostly unpaced.
     options = attrs.evolve(
         options, paced_instances=min(options.paced_instances, options.instances // 10)
     )
-    faults = [Fault.status_code(503, retry_after=1)] * 9 + [Fault.too_many(retry_after=1)]
+    recorder = _Recorder()
     async with FakePatchworks(quota=options.rate, quota_window=1.0) as fake:
-        ids = [fake.add_instance(timezone="UTC") for _ in range(options.instances)]
-        fake.set_fault_rate(options.fault_rate, faults, seed=4, paths="/reauthorise")
+        ids = _seed(fake, options)
         spacing = max(len(ids) // max(options.paced_instances, 1), 1)
         paced = ids[::spacing][: options.paced_instances]
         connectors = _connectors(ids, paced, options.paced_calls)
@@ -154,136 +155,114 @@ async def run_demo(options: DemoOptions) -> DemoReport:
             api_key=fake.api_key,
             rate_limit=RateLimit("second", options.rate),
             retry=RetryPolicy(max_attempts=4, backoff_base=0.2, backoff_max=2.0),
+            on_event=recorder,
         ) as client:
             for key in paced:
                 client.set_instance_rate_limit(key, options.paced_rate)
-            tally, failed, retries = await _reauthorise_all(client, connectors, options)
+            tally, deliberate, unexpected = await _reauthorise_all(client, connectors, options)
             connections = client.connections_opened
-        reauthorise = [r.arrived for r in fake.requests if r.path.endswith("/reauthorise")]
         return DemoReport(
-            options=options,
+            instances=options.instances,
+            rate=options.rate,
+            concurrency=options.concurrency,
+            paced_instances=options.paced_instances,
+            paced_calls=options.paced_calls,
+            paced_rate=options.paced_rate,
+            unknown_connectors=len(UNKNOWN_CONNECTORS),
             items=len(connectors),
             succeeded=tally.succeeded,
-            failed=failed,
-            retries=retries,
+            deliberate_failures=deliberate,
+            unexpected_failures=unexpected,
+            retries=recorder.retries,
             elapsed=tally.elapsed,
+            departures=recorder.departures,
+            arrivals=[r.arrived for r in fake.requests],
+            pauses=recorder.pauses,
+            answers=Counter(r.status or 0 for r in fake.requests),
             requests_seen=fake.request_count,
-            reauthorise_requests=len(reauthorise),
-            achieved_rate=_achieved_rate(reauthorise),
-            max_in_one_second=_max_in_window(reauthorise),
-            faults=Counter(r.status or 0 for r in fake.requests if r.status != 200),
             connections_opened=connections,
             paced_min_gap=_min_gap(fake, paced),
         )
 
 
+def _seed(fake: FakePatchworks, options: DemoOptions) -> list[str]:
+    """The instances, and the 503s and 429s (nine to one) injected at ``fault_rate``."""
+    faults = [Fault.status_code(503, retry_after=_RETRY_AFTER)] * 9
+    faults.append(Fault.too_many(retry_after=_RETRY_AFTER))
+    fake.set_fault_rate(options.fault_rate, faults, seed=4, paths="/reauthorise")
+    return [fake.add_instance(timezone="UTC") for _ in range(options.instances)]
+
+
+def is_deliberate(outcome: ReauthoriseOutcome) -> bool:
+    """True for the failure the demo asks for: a 404 for one of its unknown connectors.
+
+    Args:
+        outcome: one outcome of the bulk job.
+
+    Returns:
+        Whether it is a deliberate failure (any other failure is unexpected).
+    """
+    return outcome.connector in UNKNOWN_CONNECTORS and isinstance(outcome.error, NotFoundError)
+
+
+def exit_code(report: DemoReport) -> int:
+    """0 when every call succeeded but the deliberate ones, else 1 (``demo --help``).
+
+    Args:
+        report: what the demo measured.
+
+    Returns:
+        The command's exit code.
+    """
+    return EXIT_FAILED if report.unexpected_failures else EXIT_OK
+
+
 async def _reauthorise_all(
     client: PatchworksClient, connectors: Sequence[str], options: DemoOptions
-) -> tuple[Tally, Counter[str], int]:
-    """The bulk job under a progress display; returns the tally, failures by type, retries."""
+) -> tuple[Tally, int, Counter[str]]:
+    """The bulk job under a progress display.
+
+    Returns the tally, the deliberate failures, and the others by error class.
+    """
     tally = Tally(len(connectors))
     reporter = make_reporter(
         options.progress, tally, description="reauthorising", interval=options.progress_interval
     )
-    failed: Counter[str] = Counter()
-    retries = 0
+    deliberate = 0
+    unexpected: Counter[str] = Counter()
     reporter.start()
     try:
         async for outcome in client.oauth.reauthorise_many(
             _items(connectors), concurrency=options.concurrency
         ):
-            retries += max(outcome.attempts - 1, 0)
             if outcome.ok:
                 tally.succeeded += 1
             else:
                 tally.failed += 1
-                failed[type(outcome.error).__name__] += 1
+                if is_deliberate(outcome):
+                    deliberate += 1
+                else:
+                    unexpected[type(outcome.error).__name__] += 1
             reporter.update()
     finally:
         reporter.stop()
-    return tally, failed, retries
+    return tally, deliberate, unexpected
 
 
 def _intro(fake: FakePatchworks, options: DemoOptions, items: int) -> None:
+    paced = (
+        f"; {options.paced_instances} instances are paced at their own "
+        f"{options.paced_rate.duration}/{options.paced_rate.unit.value} and get "
+        f"{options.paced_calls} calls each."
+        if options.paced_instances
+        else "."
+    )
     print(
         f"demo: a fake Patchworks server on {fake.url} with {options.instances} instances "
         f"(quota {options.rate} requests a second; about {options.fault_rate:.0%} of calls "
-        f"answered 503 or 429 with Retry-After).\n"
-        f"demo: reauthorising them all ({items} calls) with a client limited to "
-        f"{options.rate}/second, {options.concurrency} calls at once"
-        + (
-            f"; {options.paced_instances} instances are paced at their own "
-            f"{_rate_text(options.paced_rate)} and get {options.paced_calls} calls each."
-            if options.paced_instances
-            else "."
-        ),
+        f"answered 503 or 429 with Retry-After: {_RETRY_AFTER} s).\n"
+        f"demo: reauthorising them all ({items} calls, {len(UNKNOWN_CONNECTORS)} of them to "
+        f"connectors that do not exist, on purpose) with a client limited to "
+        f"{options.rate}/second, {options.concurrency} calls at once{paced}",
         flush=True,
     )
-
-
-def _rate_text(rate: RateLimit) -> str:
-    return f"{rate.duration}/{rate.unit.value}"
-
-
-def summary_rows(report: DemoReport) -> list[tuple[str, str]]:
-    """The summary as (label, value) rows."""
-    options = report.options
-    failed = sum(report.failed.values())
-    kinds = ", ".join(f"{name} {count}" for name, count in report.failed.most_common())
-    achieved = report.achieved_rate
-    answers = ", ".join(f"{count} x {status}" for status, count in sorted(report.faults.items()))
-    paced = options.paced_rate
-    rows = [
-        ("calls", f"{report.items} ({options.instances} instances)"),
-        ("succeeded", str(report.succeeded)),
-        ("failed", f"{failed} ({kinds})" if failed else "0"),
-        ("retries", f"{report.retries} (the server answered {answers or 'nothing but 200'})"),
-        ("elapsed", f"{report.elapsed:.1f} s"),
-        (
-            "achieved rate",
-            f"{achieved:.1f} requests/s of the {options.rate}/s limit "
-            f"({achieved / options.rate:.0%})",
-        ),
-        (
-            "max requests in any 1 s",
-            f"{report.max_in_one_second} (limit {options.rate})",
-        ),
-    ]
-    if report.paced_min_gap is not None:
-        rows.append(
-            (
-                "paced instances",
-                f"{options.paced_instances} at {_rate_text(paced)}: closest calls "
-                f"{report.paced_min_gap:.2f} s apart (limit {paced.interval:.2f} s)",
-            )
-        )
-    rows += [
-        ("connections opened", str(report.connections_opened)),
-        ("requests the server saw", str(report.requests_seen)),
-    ]
-    return rows
-
-
-def print_summary(report: DemoReport) -> None:
-    """A rich table on a terminal, plain aligned text otherwise."""
-    rows = summary_rows(report)
-    if sys.stdout.isatty():
-        with contextlib.suppress(ImportError):
-            _print_table(rows)
-            return
-    width = max(len(label) for label, _ in rows)
-    print("summary:")
-    for label, value in rows:
-        print(f"  {label:<{width}}  {value}")
-
-
-def _print_table(rows: list[tuple[str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="patchworks-async demo", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("measured")
-    for label, value in rows:
-        table.add_row(label, value)
-    Console().print(table)

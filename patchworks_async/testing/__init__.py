@@ -8,11 +8,12 @@
         fake.add_faults(Fault.too_many(retry_after=1))
         ...  # point your client at fake.url with fake.api_key
 
-Run it on its own with ``python -m patchworks_async.testing --port 8080``.
+Run it on its own with ``patchworks-async fake-server --port 8080 --instances 3`` (or
+``python -m patchworks_async.testing``, the same options).
 """
 
 from __future__ import annotations
 
-from ._server import FakePatchworks, Fault, RecordedRequest
+from ._server import FakePatchworks, Fault, FaultKind, RecordedRequest
 
-__all__ = ["FakePatchworks", "Fault", "RecordedRequest"]
+__all__ = ["FakePatchworks", "Fault", "FaultKind", "RecordedRequest"]

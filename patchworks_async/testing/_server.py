@@ -141,47 +141,107 @@ class Fault:
 
     @classmethod
     def status_code(cls, status: int = 503, *, retry_after: float | str | None = None) -> Fault:
-        """Refuse with ``status`` before acting."""
+        """Refuse with ``status`` before acting.
+
+        Args:
+            status: the HTTP status to answer, 100 to 599 (default 503).
+            retry_after: the ``Retry-After`` header: seconds (a number) or an HTTP
+                date (a string); ``None`` sends none.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+
+        Raises:
+            ValueError: ``status`` is not an HTTP status code.
+        """
         return cls(kind="status", status=status, retry_after=retry_after)
 
     @classmethod
     def too_many(cls, retry_after: float | str | None = None) -> Fault:
-        """Refuse with 429 (and ``Retry-After`` when given) before acting."""
+        """Refuse with 429 (and ``Retry-After`` when given) before acting.
+
+        Args:
+            retry_after: the ``Retry-After`` header: seconds (a number) or an HTTP
+                date (a string); ``None`` sends none.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+        """
         return cls(kind="status", status=429, retry_after=retry_after)
 
     @classmethod
     def slow(cls, delay: float) -> Fault:
-        """Act, then wait ``delay`` seconds before answering normally."""
+        """Act, then wait ``delay`` seconds before answering normally.
+
+        Args:
+            delay: seconds to wait, at least 0.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+
+        Raises:
+            ValueError: ``delay`` is negative or NaN.
+        """
         return cls(kind="delay", delay=delay)
 
     @classmethod
     def dropped(cls) -> Fault:
-        """Act, then close the connection without an answer."""
+        """Act, then close the connection without an answer.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+        """
         return cls(kind="drop")
 
     @classmethod
     def truncated(cls) -> Fault:
-        """Act, then send a body shorter than its ``Content-Length`` and close."""
+        """Act, then send a body shorter than its ``Content-Length`` and close.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+        """
         return cls(kind="truncate")
 
     @classmethod
     def malformed(cls) -> Fault:
-        """Act, then answer 200 with invalid JSON."""
+        """Act, then answer 200 with invalid JSON.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+        """
         return cls(kind="malformed_json")
 
     @classmethod
     def html(cls, status: int = 502) -> Fault:
-        """Act, then answer ``status`` with an HTML page."""
+        """Act, then answer ``status`` with an HTML page.
+
+        Args:
+            status: the HTTP status to answer, 100 to 599 (default 502).
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+
+        Raises:
+            ValueError: ``status`` is not an HTTP status code.
+        """
         return cls(kind="html", status=status)
 
     @classmethod
     def non_object(cls) -> Fault:
-        """Act, then answer 200 with a JSON array instead of an object."""
+        """Act, then answer 200 with a JSON array instead of an object.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+        """
         return cls(kind="not_object")
 
     @classmethod
     def redirected(cls) -> Fault:
-        """Answer 307 to the same path on another origin, without acting."""
+        """Answer 307 to the same path on another origin, without acting.
+
+        Returns:
+            The fault, for ``add_faults`` or ``set_fault_rate``.
+        """
         return cls(kind="redirect")
 
 
@@ -389,6 +449,34 @@ class FakePatchworks:
     ``faults_injected`` as ``(request, fault)`` pairs and counted by kind in
     ``fault_counts``; both are kept even when ``record`` is False, as is ``malformed``.
     ``login_count`` counts successful logins (tokens issued by the login endpoint).
+
+    Attributes:
+        url: the API's origin, ``http://127.0.0.1:<port>`` (set by ``start``): pass it
+            as ``PatchworksClient(base_url=...)``.
+        login_url: ``url`` + ``/fabric/api/login``: pass it as ``Login(url=...)``.
+        api_key: the API key it accepts (``Authorization: <api_key>``).
+        username, password: the login it accepts; a login answers a bearer token
+            valid for ``token_ttl`` seconds.
+        redirect_url: the origin ``Fault.redirected()`` sends requests to.
+        instances: the instances by id (``add_instance``, ``authorise``), each a dict
+            of its fields plus ``reauthorise_count``.
+        requests: every request, as :class:`RecordedRequest` (when ``record``).
+        request_count, authorise_count, login_count, connections_opened: counters.
+
+    Args:
+        api_key: the API key to accept; default: a random ``pw_test_...`` key.
+        username: the login's username.
+        password: the login's password; default: random.
+        token_ttl: lifetime of a login token, in seconds.
+        quota: requests per ``quota_window`` per credential; ``None``: no quota.
+        quota_window: the quota's window, in seconds.
+        host: the address to listen on.
+        port: the port; 0 picks a free one (``port`` holds it once started).
+        record: keep every request in ``requests`` (turn off for long runs).
+        latency: seconds to wait before every answer.
+
+    Raises:
+        ValueError: ``quota`` is negative or ``quota_window`` is not positive.
     """
 
     def __init__(
@@ -461,7 +549,12 @@ class FakePatchworks:
         await self.close()
 
     async def start(self) -> None:
-        """Start both servers (the API and the redirect target). A second call does nothing."""
+        """Start both servers (the API and the redirect target). A second call does nothing.
+
+        Raises:
+            RuntimeError: the server was closed (it cannot be started again).
+            OSError: the address cannot be listened on (e.g. the port is taken).
+        """
         if self._runner is not None:
             return
         if self._closed:
@@ -498,7 +591,10 @@ class FakePatchworks:
         return runner
 
     async def close(self) -> None:
-        """Stop both servers and close every connection. Safe to call more than once."""
+        """Stop both servers and close every connection. Safe to call more than once.
+
+        A closed server cannot be started again.
+        """
         self._closed = True
         runners = (self._runner, self._redirect_runner)
         self._runner = self._redirect_runner = None
@@ -511,12 +607,19 @@ class FakePatchworks:
     def add_instance(self, instance_id: str | int | None = None, **fields: Any) -> str:
         """Preseed an instance (not counted in ``authorise_count``); returns its id as str.
 
+        ``reauthorise`` of that id then answers 200 instead of 404. Works before or
+        after ``start``. An existing instance with the same id is replaced.
+
         Args:
             instance_id: the instance's id; without it, the next sequential integer.
-            **fields: the instance's other fields, stored as given.
+            **fields: the instance's other fields (e.g. ``timezone="UTC"``), stored
+                and answered as given.
 
         Returns:
             The id as a string: the key in ``instances`` and the connector to call.
+
+        Raises:
+            Nothing: any id and fields are accepted as they are.
         """
         if instance_id is None:
             instance_id = self._new_id()
@@ -532,23 +635,41 @@ class FakePatchworks:
 
         Returns:
             The token, to pass as ``PatchworksClient(token=...)``.
+
+        Raises:
+            Nothing: a zero or negative ``ttl`` gives a token that is already expired.
         """
         token = secrets.token_urlsafe(32)
         self._tokens[token] = self._clock() + (self.token_ttl if ttl is None else ttl)
         return token
 
     def expire_tokens(self) -> None:
-        """Expire every token issued so far (later tokens are not affected)."""
+        """Expire every token issued so far (later tokens are not affected).
+
+        The next call with such a token is answered 401, as an expired token is.
+
+        Returns:
+            None.
+        """
         for token in self._tokens:
             self._tokens[token] = -math.inf
 
     def add_faults(self, *faults: Fault, paths: str | None = None) -> None:
         """Script faults: the next ``len(faults)`` matching requests get them, in order.
 
+        Scripted faults are used up one per matching request and go before any
+        ``set_fault_rate``. Faults added by later calls queue behind earlier ones.
+
         Args:
             *faults: the faults, one per matching request.
-            paths: a substring of the raw path to match; ``None`` matches every
-                request except the login endpoint.
+            paths: a substring of the raw path to match (e.g. ``"/reauthorise"``);
+                ``None`` matches every request except the login endpoint.
+
+        Returns:
+            None.
+
+        Raises:
+            Nothing: a ``Fault`` is checked when it is built (see :class:`Fault`).
         """
         self._scripted.extend((fault, paths) for fault in faults)
 
@@ -571,6 +692,9 @@ class FakePatchworks:
             paths: a substring of the raw path to match; ``None`` matches every
                 request except the login endpoint.
 
+        Returns:
+            None.
+
         Raises:
             ValueError: ``rate`` is not between 0 and 1.
         """
@@ -583,7 +707,11 @@ class FakePatchworks:
         self._rate = (rate, tuple(faults), random.Random(seed), paths)  # noqa: S311
 
     def reset_quota(self) -> None:
-        """Forget every quota window: every credential starts afresh."""
+        """Forget every quota window: every credential starts afresh.
+
+        Returns:
+            None.
+        """
         self._windows.clear()
 
     # -- internals --------------------------------------------------------------------
