@@ -2,31 +2,46 @@
 
 Field names are the spec's (``../shared/spec/patchworks-oauth.openapi.json``).
 Every value is checked when the record is built, so bad input raises
-:class:`~patchworks_async.InvalidRequestError` naming the field before anything
-is sent. Messages name the field and the wrong type, never the value (values
-such as ``variables`` may hold secrets).
+:class:`~patchworks_async.ModelValidationError` (an ``InvalidRequestError``, and a
+``TypeError`` like attrs' own) naming every bad field at once, before anything is
+sent: wrong types and values, missing required fields and unknown arguments alike.
+Messages name the field by its path as the caller wrote it (``rate_limit_unit``,
+``variables[2].key``) and the wrong type, never the value (values such as
+``variables`` may hold secrets). ``from_dict`` builds a record from plain data
+(JSON from a web request, a CSV row) with the same checks.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
 import attrs
 
 from ._errors import InvalidRequestError
+from ._validation import from_mapping, report_errors
 
 __all__ = [
     "AuthoriseRequest",
+    "Connector",
     "ErrorResponse",
+    "Instance",
     "Login",
     "RateLimit",
     "RateLimitUnit",
+    "RateLimitUnitName",
     "ReauthoriseRequest",
     "Variable",
 ]
+
+#: An instance id, the ``{connector}`` of ``/api/v1/oauth/{connector}/reauthorise``:
+#: a string or an integer (``1`` and ``"1"`` name the same instance).
+Connector: TypeAlias = str | int
+
+#: The spec's ``rate_limit_unit`` values as text; a type checker refuses any other string.
+RateLimitUnitName: TypeAlias = Literal["second", "minute", "hour", "day"]
 
 # PHP (and orjson) integers are 64-bit: anything wider cannot be sent faithfully.
 _INT64_MAX: Final = 2**63 - 1
@@ -74,15 +89,19 @@ def _coerce_unit(value: object, field: str) -> RateLimitUnit:
     )
 
 
-def _unit(value: RateLimitUnit | str) -> RateLimitUnit:
+# The converters' parameter types are the constructors' (attrs' mypy plugin): a string
+# that is not one of the four units is a type error as well as a runtime error.
+def _unit(value: RateLimitUnit | RateLimitUnitName) -> RateLimitUnit:
     return _coerce_unit(value, "unit")
 
 
-def _optional_rate_limit_unit(value: RateLimitUnit | str | None) -> RateLimitUnit | None:
+def _optional_rate_limit_unit(
+    value: RateLimitUnit | RateLimitUnitName | None,
+) -> RateLimitUnit | None:
     return None if value is None else _coerce_unit(value, "rate_limit_unit")
 
 
-def _rate_limit_unit(value: RateLimitUnit | str) -> RateLimitUnit:
+def _rate_limit_unit(value: RateLimitUnit | RateLimitUnitName) -> RateLimitUnit:
     return _coerce_unit(value, "rate_limit_unit")
 
 
@@ -183,8 +202,41 @@ def _optional_json_object(
     _check_json_value(attribute.name, value)
 
 
+class _FromDict:
+    """The models' ``from_dict``: plain data in, every bad field reported by its path."""
+
+    __slots__ = ()
+
+    #: List fields whose items are built from mappings by another model's from_dict.
+    _nested: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, allow_extra: bool = False) -> Self:
+        """Build the model from plain data, such as JSON from a web request or a CSV row.
+
+        Values must already have their JSON types (``rate_limit_duration`` an
+        integer, not ``"60"``); ``variables`` may be a list of objects, each built as a
+        :class:`Variable`. Unknown keys are refused, with the closest field suggested,
+        unless ``allow_extra`` puts them in ``extra`` (the API tolerates extra keys;
+        models without ``extra`` always refuse them).
+
+        Args:
+            data: field name -> plain value.
+            allow_extra: pass unknown keys through in ``extra`` instead of refusing them.
+
+        Returns:
+            The model.
+
+        Raises:
+            ModelValidationError: every bad, missing or unknown field at once, by its
+                path (``variables[2].key``), before anything is sent. It is an
+                ``InvalidRequestError`` (a ``ValueError``) and a ``TypeError``.
+        """
+        return from_mapping(cls, data, allow_extra=allow_extra, nested=cls._nested)
+
+
 @attrs.frozen(kw_only=True)
-class Variable:
+class Variable(_FromDict):
     """One entry of ``variables`` as the documentation's validation rules describe it.
 
     ``variables.*.key``, ``.value``, ``.label``, ``.secret``, ``.locked``,
@@ -245,7 +297,7 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 @attrs.frozen(kw_only=True)
-class AuthoriseRequest:
+class AuthoriseRequest(_FromDict):
     """Body of ``POST /api/v1/oauth/authorise``: creates a new authenticated instance.
 
     The five required and five optional fields of the spec's
@@ -280,7 +332,7 @@ class AuthoriseRequest:
 
 
 @attrs.frozen(kw_only=True)
-class ReauthoriseRequest:
+class ReauthoriseRequest(_FromDict):
     """Body of ``PATCH /api/v1/oauth/{connector}/reauthorise``: all eight fields optional.
 
     Fields left ``None`` are omitted from the body, not sent as null.
@@ -313,7 +365,7 @@ class ReauthoriseRequest:
 
 
 @attrs.frozen
-class RateLimit:
+class RateLimit(_FromDict):
     """A rate: ``duration`` requests per one ``unit`` (the API's pair of fields as one value).
 
     ``RateLimit("minute", 240)`` is 240 requests a minute, the Core API's quota.
@@ -350,7 +402,7 @@ def _login_repr(_value: str) -> str:
 
 
 @attrs.frozen
-class Login:
+class Login(_FromDict):
     """Credentials for the bearer-token login (``POST .../fabric/api/login``).
 
     ``url`` is configurable because other login URLs exist (DOMAIN.md). The
@@ -372,3 +424,32 @@ class ErrorResponse:
 
     message: str = ""
     errors: dict[str, list[str]] = attrs.field(factory=dict)
+
+
+_VARIABLES: Final[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {
+    "variables": Variable.from_dict
+}
+AuthoriseRequest._nested = _VARIABLES
+ReauthoriseRequest._nested = _VARIABLES
+for _model in (Variable, AuthoriseRequest, ReauthoriseRequest, RateLimit, Login):
+    report_errors(_model)
+
+
+class Instance(dict[str, Any]):
+    """The JSON object Patchworks answers ``authorise`` and ``reauthorise`` with: the instance.
+
+    The spec leaves the response's shape undocumented, so every key the server
+    sent is kept: it is a ``dict`` (``result["timezone"]``, ``json.dumps(result)``
+    and code written for the plain dict of earlier versions keep working), with
+    the one field the client relies on typed.
+    """
+
+    __slots__ = ()
+
+    @property
+    def id(self) -> Connector | None:
+        """The instance's id (``None`` when the answer has none, or not a str or an int)."""
+        value = self.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return value
+        return None

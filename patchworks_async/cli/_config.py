@@ -112,7 +112,7 @@ def parse_rate_limit(text: str) -> RateLimit | None:
     count = int(match.group(1))
     if count < 1:
         raise ValueError("the rate must be at least 1")
-    return RateLimit(match.group(2), count)
+    return RateLimit(RateLimitUnit(match.group(2)), count)
 
 
 def text_fields(cells: Mapping[str, str]) -> dict[str, Any]:

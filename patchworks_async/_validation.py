@@ -1,0 +1,220 @@
+"""How the models report bad input: every bad field at once, by the path the caller wrote.
+
+attrs' generated ``__init__`` raises a bare ``TypeError`` for a missing or unknown
+argument, and its validators stop at the first bad field. :func:`report_errors`
+wraps the generated ``__init__`` so that any failure becomes one
+:class:`ModelValidationError` naming every bad field. The wrapper costs one call
+on the success path (a ``try`` is free until it raises); the fields are examined
+one by one only after the attrs ``__init__`` has failed.
+
+:func:`from_mapping` is the models' ``from_dict``: plain data in, every problem
+out, nested ``variables`` reported as ``variables[2].key``.
+
+Pure: no I/O, no asyncio. Messages never hold a value (a value may be a secret).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from ._errors import InvalidRequestError, ModelValidationError
+
+T = TypeVar("T")
+
+#: The pass-through field: never suggested, never listed as a field to use.
+_EXTRA: Final = "extra"
+
+
+def field_names(cls: type[Any]) -> tuple[str, ...]:
+    """The model's argument names, in declaration order, ``extra`` left out."""
+    return tuple(
+        field.alias or field.name
+        for field in attrs.fields(cls)
+        if field.init and field.name != _EXTRA
+    )
+
+
+def closest(name: str, candidates: Sequence[str]) -> str | None:
+    """The candidate ``name`` was most likely meant to be (difflib), or ``None``."""
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_problem(cls_name: str, name: str, candidates: Sequence[str]) -> str:
+    """What to say about an unknown field: ``is not a field of X (did you mean y?)``."""
+    match = closest(name, candidates)
+    hint = f" (did you mean {match}?)" if match else ""
+    return f"is not a field of {cls_name}{hint}"
+
+
+def _problem(error: InvalidRequestError, path: str) -> str:
+    # The models' checks write "<path> <problem>": keep the problem, the path is the key.
+    message = str(error)
+    return message[len(path) + 1 :] if message.startswith(path + " ") else message
+
+
+def _value_problems(stub: object, field: attrs.Attribute[Any], value: object) -> dict[str, str]:
+    converter: Callable[[Any], Any] | None = field.converter  # type: ignore[assignment]  # ours are plain callables
+    try:
+        if converter is not None:
+            value = converter(value)
+        if field.validator is not None:
+            field.validator(stub, field, value)
+    except InvalidRequestError as error:
+        path = error.field or field.name
+        return {path: _problem(error, path)}
+    except (TypeError, ValueError) as error:
+        return {field.name: f"is not valid ({type(error).__name__})"}
+    return {}
+
+
+def field_problems(
+    cls: type[Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> dict[str, str]:
+    """Every problem of building ``cls(*args, **kwargs)``: path -> what is wrong.
+
+    Unknown arguments come first, then the fields in declaration order.
+    """
+    fields = [field for field in attrs.fields(cls) if field.init]
+    names = [field.alias or field.name for field in fields]
+    problems: dict[str, str] = {}
+    given = dict(kwargs)
+    positional = [field for field in fields if not field.kw_only]
+    for index, value in enumerate(args):
+        if index >= len(positional):
+            problems[f"argument {index + 1}"] = (
+                f"is one positional argument too many: {cls.__name__} takes "
+                f"{len(positional) or 'no'} positional argument(s); name the fields"
+            )
+            break
+        name = positional[index].alias or positional[index].name
+        if name in given:
+            problems[name] = "is given twice (by position and by name)"
+        given[name] = value
+    for key in given:
+        if key not in names:
+            problems[str(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
+    stub = object.__new__(cls)  # only its type is looked at (by the ``extra`` check)
+    for field, name in zip(fields, names, strict=True):
+        if name not in given:
+            if field.default is attrs.NOTHING:
+                problems[name] = "is required"
+            continue
+        problems.update(_value_problems(stub, field, given[name]))
+    return problems
+
+
+def construction_error(
+    cls: type[Any], args: Sequence[Any], kwargs: Mapping[str, Any], error: Exception
+) -> ModelValidationError:
+    """The one error for a failed ``cls(*args, **kwargs)``, naming every bad field."""
+    problems = field_problems(cls, args, kwargs)
+    if not problems:
+        # Nothing found field by field: say what attrs or a check said, as it is.
+        if isinstance(error, InvalidRequestError) and error.field:
+            problems = {error.field: _problem(error, error.field)}
+        else:
+            problems = {cls.__name__: str(error)}
+    names = {field.alias or field.name for field in attrs.fields(cls) if field.init}
+    unknown = any(name not in names for name in kwargs)
+    return ModelValidationError(
+        cls.__name__, problems, valid_fields=field_names(cls) if unknown else ()
+    )
+
+
+def report_errors(cls: type[T]) -> type[T]:
+    """Wrap the attrs ``__init__`` of ``cls`` so any failure is one ModelValidationError.
+
+    The signature stays attrs' (``functools.wraps``), for ``help()`` and ``inspect``;
+    type checkers see attrs' own through its plugin.
+    """
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ModelValidationError:
+            raise
+        except (TypeError, InvalidRequestError) as error:
+            raise construction_error(cls, args, kwargs, error) from None
+
+    setattr(cls, "__init__", __init__)  # noqa: B010  # mypy refuses a direct assignment to a method
+    return cls
+
+
+def from_mapping(
+    cls: type[T],
+    data: object,
+    *,
+    allow_extra: bool,
+    nested: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+) -> T:
+    """Build ``cls`` from plain data; any problem raises one ModelValidationError.
+
+    Args:
+        cls: the model.
+        data: a mapping of field names to plain values.
+        allow_extra: put unknown keys in ``extra`` (when the model has one) instead of
+            refusing them.
+        nested: field name -> builder of one item of that (list) field from a mapping.
+
+    Returns:
+        The model.
+
+    Raises:
+        ModelValidationError: every bad, missing or unknown field, by path.
+    """
+    if not isinstance(data, Mapping):
+        raise ModelValidationError(
+            cls.__name__,
+            {},
+            message=f"{cls.__name__} needs a mapping of fields, got {type(data).__name__}",
+        )
+    names = {field.alias or field.name for field in attrs.fields(cls) if field.init}  # type: ignore[arg-type]  # cls is an attrs class
+    kwargs = {key: value for key, value in data.items() if key in names}
+    unknown = {key: value for key, value in data.items() if key not in names}
+    problems: dict[str, str] = {}
+    if unknown and allow_extra and _EXTRA in names:
+        given = kwargs.get(_EXTRA)
+        kwargs[_EXTRA] = {**given, **unknown} if isinstance(given, Mapping) else given or unknown
+    else:
+        for key in unknown:
+            problems[str(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
+    for name, build in nested.items():
+        items = kwargs.get(name)
+        if isinstance(items, list | tuple):
+            kwargs[name], inner = _build_items(name, items, build)
+            if inner:
+                problems.update(inner)
+                del kwargs[name]
+    if problems:
+        problems.update(field_problems(cls, (), kwargs))
+        valid = field_names(cls) if unknown and not allow_extra else ()
+        raise ModelValidationError(cls.__name__, problems, valid_fields=valid)
+    return cls(**kwargs)
+
+
+def _build_items(
+    name: str, items: Sequence[Any], build: Callable[[Mapping[str, Any]], Any]
+) -> tuple[list[Any], dict[str, str]]:
+    built: list[Any] = []
+    problems: dict[str, str] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            built.append(item)  # a model already, or wrong: the field's check names it
+            continue
+        try:
+            built.append(build(item))
+        except ModelValidationError as error:
+            prefix = f"{name}[{index}]"
+            if not error.errors:
+                problems[prefix] = "must be an object"
+            for path, problem in error.errors.items():
+                problems[f"{prefix}.{path}"] = problem
+    return built, problems
