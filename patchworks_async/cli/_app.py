@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -18,7 +19,7 @@ import orjson
 
 from .. import _constants
 from .._client import PatchworksClient
-from .._errors import InvalidRequestError, PatchworksError
+from .._errors import InvalidRequestError, ModelValidationError, PatchworksError
 from .._retry import RetryPolicy
 from .._version import __version__
 from ..models import AuthoriseRequest, RateLimit, ReauthoriseRequest
@@ -123,12 +124,22 @@ def _field_options(parser: argparse.ArgumentParser) -> None:
         help="one field, repeatable; rate_limit_duration and connection_pool_id are integers, "
         "variables is JSON when it is a JSON array, other fields are text",
     )
+    _allow_unknown_option(group)
     source = group.add_mutually_exclusive_group()
     source.add_argument("--json", metavar="OBJECT", help="the fields as one JSON object")
     source.add_argument(
         "--json-file",
         metavar="PATH",
         help="read the JSON object from PATH ('-' for stdin); keeps secrets off the command line",
+    )
+
+
+def _allow_unknown_option(group: Any) -> None:
+    group.add_argument(
+        _config.ALLOW_UNKNOWN_FLAG,
+        action="store_true",
+        help="send fields (and columns) that are not the request's fields as they are; "
+        "without it they are refused, with the closest field suggested",
     )
 
 
@@ -247,6 +258,14 @@ def _bulk_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="calls in flight at once (default: %(default)s)",
     )
+    _allow_unknown_option(parser)
+    parser.add_argument(
+        "--ignore-column",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this CSV column (or JSON Lines key) out of the requests; repeatable",
+    )
     _progress_options(parser)
 
 
@@ -318,13 +337,23 @@ def _woo_app_auth(args: argparse.Namespace) -> int:
 
 
 def _authorise(args: argparse.Namespace) -> int:
-    request = _config.request_from_options(AuthoriseRequest, args.json, args.json_file, args.field)
+    request = _config.request_from_options(
+        AuthoriseRequest,
+        args.json,
+        args.json_file,
+        args.field,
+        allow_unknown=args.allow_unknown_fields,
+    )
     return _single(args, lambda client: client.oauth.authorise(request))
 
 
 def _reauthorise(args: argparse.Namespace) -> int:
     request = _config.request_from_options(
-        ReauthoriseRequest, args.json, args.json_file, args.field
+        ReauthoriseRequest,
+        args.json,
+        args.json_file,
+        args.field,
+        allow_unknown=args.allow_unknown_fields,
     )
     return _single(args, lambda client: client.oauth.reauthorise(args.connector, request))
 
@@ -367,8 +396,48 @@ def _fake_server(argv: Sequence[str]) -> int:
 # -- entry point -------------------------------------------------------------------------------
 
 
+# The client's keyword arguments, as the command line spells them: its errors name
+# what the user typed (a flag or a variable), never a Python argument.
+_FLAGS: Final = {
+    "allow_insecure_http=True": "--allow-insecure-http",
+    "allow_insecure_http": "--allow-insecure-http",
+    "base_url": f"--base-url (or {_config.ENV_BASE_URL})",
+    "login.url": _config.ENV_LOGIN_URL,
+    "api_key": f"the API key (--api-key-file or {_config.ENV_API_KEY})",
+    "token": _config.ENV_TOKEN,
+    "login": f"{_config.ENV_USERNAME} and {_config.ENV_PASSWORD}",
+    "max_connections": "--concurrency",
+    "rate_limit": "--rate-limit",
+    "timeout": "--timeout",
+}
+_FLAG_WORD: Final = re.compile(
+    r"(?<![\w.-])(" + "|".join(re.escape(word) for word in _FLAGS) + r")(?![\w.])"
+)
+
+
+def cli_message(error: BaseException) -> str:
+    """The error's message as the command line says it.
+
+    An error about one of the client's arguments names the flag or variable the user
+    set (``--allow-insecure-http``, not ``allow_insecure_http=True``); a request with
+    unknown fields mentions the option that sends them.
+
+    Args:
+        error: the exception to describe.
+
+    Returns:
+        The message, on one line.
+    """
+    message = str(error)
+    if isinstance(error, InvalidRequestError) and error.field in _FLAGS:
+        message = _FLAG_WORD.sub(lambda match: _FLAGS[match.group(1)], message)
+    if isinstance(error, ModelValidationError) and error.valid_fields:
+        message += f"; pass {_config.ALLOW_UNKNOWN_FLAG} to send unknown fields as they are"
+    return " ".join(message.split())  # one line, whatever the message held
+
+
 def _error(error: BaseException) -> None:
-    message = " ".join(str(error).split())  # one line, whatever the message held
+    message = cli_message(error)
     sys.stderr.write(f"error: {type(error).__name__}: {message}\n")
     sys.stderr.flush()
 
