@@ -153,7 +153,7 @@ def from_mapping(
     data: object,
     *,
     allow_extra: bool,
-    nested: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    nested: Mapping[str, type[Any]],
 ) -> T:
     """Build ``cls`` from plain data; any problem raises one ModelValidationError.
 
@@ -162,7 +162,7 @@ def from_mapping(
         data: a mapping of field names to plain values.
         allow_extra: put unknown keys in ``extra`` (when the model has one) instead of
             refusing them.
-        nested: field name -> builder of one item of that (list) field from a mapping.
+        nested: list field name -> the model of its items (built by its ``from_dict``).
 
     Returns:
         The model.
@@ -186,10 +186,10 @@ def from_mapping(
     else:
         for key in unknown:
             problems[str(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
-    for name, build in nested.items():
+    for name, model in nested.items():
         items = kwargs.get(name)
         if isinstance(items, list | tuple):
-            kwargs[name], inner = _build_items(name, items, build)
+            kwargs[name], inner = _build_items(name, items, model)
             if inner:
                 problems.update(inner)
                 del kwargs[name]
@@ -201,20 +201,21 @@ def from_mapping(
 
 
 def _build_items(
-    name: str, items: Sequence[Any], build: Callable[[Mapping[str, Any]], Any]
+    name: str, items: Sequence[Any], model: type[Any]
 ) -> tuple[list[Any], dict[str, str]]:
     built: list[Any] = []
     problems: dict[str, str] = {}
     for index, item in enumerate(items):
+        prefix = f"{name}[{index}]"
+        if isinstance(item, model):
+            built.append(item)
+            continue
         if not isinstance(item, Mapping):
-            built.append(item)  # a model already, or wrong: the field's check names it
+            problems[prefix] = f"must be an object, got {type(item).__name__}"
             continue
         try:
-            built.append(build(item))
+            built.append(model.from_dict(item))
         except ModelValidationError as error:
-            prefix = f"{name}[{index}]"
-            if not error.errors:
-                problems[prefix] = "must be an object"
             for path, problem in error.errors.items():
                 problems[f"{prefix}.{path}"] = problem
     return built, problems

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
 import attrs
@@ -208,7 +208,7 @@ class _FromDict:
     __slots__ = ()
 
     #: List fields whose items are built from mappings by another model's from_dict.
-    _nested: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {}
+    _nested: ClassVar[Mapping[str, type[_FromDict]]] = {}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, allow_extra: bool = False) -> Self:
@@ -426,9 +426,7 @@ class ErrorResponse:
     errors: dict[str, list[str]] = attrs.field(factory=dict)
 
 
-_VARIABLES: Final[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {
-    "variables": Variable.from_dict
-}
+_VARIABLES: Final[Mapping[str, type[_FromDict]]] = {"variables": Variable}
 AuthoriseRequest._nested = _VARIABLES
 ReauthoriseRequest._nested = _VARIABLES
 for _model in (Variable, AuthoriseRequest, ReauthoriseRequest, RateLimit, Login):

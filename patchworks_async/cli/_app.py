@@ -429,10 +429,12 @@ def cli_message(error: BaseException) -> str:
         The message, on one line.
     """
     message = str(error)
-    if isinstance(error, InvalidRequestError) and error.field in _FLAGS:
+    if isinstance(error, ModelValidationError):
+        # A request's fields keep their names: they are what the user wrote after -f.
+        if error.valid_fields:
+            message += f"; pass {_config.ALLOW_UNKNOWN_FLAG} to send unknown fields as they are"
+    elif isinstance(error, InvalidRequestError) and error.field in _FLAGS:
         message = _FLAG_WORD.sub(lambda match: _FLAGS[match.group(1)], message)
-    if isinstance(error, ModelValidationError) and error.valid_fields:
-        message += f"; pass {_config.ALLOW_UNKNOWN_FLAG} to send unknown fields as they are"
     return " ".join(message.split())  # one line, whatever the message held
 
 
