@@ -49,7 +49,8 @@ def _omit_none_hook(converter: cattrs.Converter, cls: type[Any]) -> Any:
     def unstructure(obj: Any) -> dict[str, Any]:
         body: dict[str, Any] = base(obj)
         if has_extra and obj.extra:
-            body.update(obj.extra)
+            # None is left out of extra too, as before 9222f9e (tests/test_hostile_input.py).
+            body.update((key, value) for key, value in obj.extra.items() if value is not None)
         if drop_none:
             return {key: value for key, value in body.items() if value is not None}
         return body

@@ -145,6 +145,12 @@ def test_from_dict_passes_unknown_keys_through_only_when_asked() -> None:
     assert info.value.field == "notes"
 
 
+def test_none_in_extra_is_left_out_like_any_unset_field() -> None:
+    # A regression of 9222f9e that Hypothesis found (test_hostile_field_values).
+    assert unstructure(ReauthoriseRequest(extra={"": None, "notes": "x"})) == {"notes": "x"}
+    assert unstructure(ReauthoriseRequest.from_dict({"notes": None}, allow_extra=True)) == {}
+
+
 @pytest.mark.parametrize("data", [[1, 2], "timezone=UTC", None])
 def test_from_dict_refuses_what_is_not_a_mapping(data: Any) -> None:
     with pytest.raises(ModelValidationError) as info:
