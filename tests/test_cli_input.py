@@ -8,6 +8,7 @@ leaves a column out. Errors name the command line's flags, not Python arguments.
 
 from __future__ import annotations
 
+import io
 import pathlib
 
 import pytest
@@ -160,10 +161,19 @@ def test_progress_total_counts_data_rows(tmp_path: pathlib.Path) -> None:
     assert count_records(str(jsonl), "jsonl") == 2
 
 
-def test_jsonl_unknown_keys_make_a_bad_line(tmp_path: pathlib.Path) -> None:
+def test_jsonl_unknown_keys_are_refused_before_reading(tmp_path: pathlib.Path) -> None:
     source = tmp_path / "in.jsonl"
-    source.write_text('{"connector": 1, "timezon": "UTC"}\n{"connector": 2, "skip": 1}\n')
-    with InputReader(str(source), "jsonl", ignore=["skip"]) as reader:
+    source.write_text('{"connector": 1}\n\n{"connector": 2, "timezon": "UTC"}\nnot json\n')
+    with pytest.raises(InputError, match=r"timezon \(did you mean timezone\?\) are not"):
+        InputReader(str(source), "jsonl")
+    with InputReader(str(source), "jsonl", allow_unknown=True) as reader:
+        assert len(list(reader.records())) == 3  # read from the start after the check
+
+
+def test_jsonl_unknown_keys_from_stdin_make_a_bad_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b'{"connector": 1, "timezon": "UTC"}\n{"connector": 2, "skip": 1}\n'
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    with InputReader("-", "jsonl", ignore=["skip"]) as reader:
         first, second = list(reader.records())
     assert isinstance(first, BadLine)
     assert first.error.field == "timezon"  # type: ignore[attr-defined]

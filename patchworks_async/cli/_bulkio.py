@@ -126,8 +126,9 @@ class InputReader:
 
     Columns (CSV) and keys (JSON Lines) that are not reauthorise fields are refused
     unless ``allow_unknown`` sends them as they are; the names in ``ignore`` are left
-    out. An unknown CSV column fails at once (nothing is sent); an unknown JSON key
-    makes its line a bad line (the lines are read lazily).
+    out. An unknown CSV column fails at once, and so does an unknown key of a JSON
+    Lines file (one pass over it first, constant memory): nothing is sent. Read from
+    stdin, which cannot be read twice, an unknown key makes its line a bad line.
     """
 
     def __init__(
@@ -144,6 +145,8 @@ class InputReader:
         try:
             if fmt == "csv":
                 self._read_header()
+            elif path != "-" and not allow_unknown:
+                self._check_keys()
         except BaseException:
             self.close()
             raise
@@ -199,6 +202,25 @@ class InputReader:
         if self.unknown_columns and not self.allow_unknown:
             raise unknown_columns_error(
                 self.path, self.unknown_columns, _REAUTHORISE_FIELDS, allow_flag=ALLOW_UNKNOWN_FLAG
+            )
+
+    def _check_keys(self) -> None:
+        """Refuse a JSON Lines file whose objects have keys that are not reauthorise fields."""
+        known = {"connector", *_REAUTHORISE_FIELDS, *self.ignore}
+        unknown: dict[str, None] = {}  # in the order found
+        for raw in self._file:
+            if not raw.strip():
+                continue
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue  # its own bad line when read
+            if isinstance(data, dict):
+                unknown.update((key, None) for key in data if key not in known)
+        self._file.seek(0)
+        if unknown:
+            raise unknown_columns_error(
+                self.path, list(unknown), _REAUTHORISE_FIELDS, allow_flag=ALLOW_UNKNOWN_FLAG
             )
 
     def records(self) -> Iterator[Item | BadLine]:

@@ -254,7 +254,7 @@ def unknown_columns_error(
         match = closest(name, valid)
         described.append(f"{name} (did you mean {match}?)" if match else name)
     return InputError(
-        f"{where}: column(s) {', '.join(described)} are not reauthorise fields "
+        f"{where}: column(s) or key(s) {', '.join(described)} are not reauthorise fields "
         f"(valid fields: {', '.join(valid)}); pass {allow_flag} to send them as they are, "
         f"or --ignore-column NAME to leave one out"
     )
