@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, Self, TypeVar
 
 import attrs
 
@@ -219,3 +219,36 @@ def _build_items(
             for path, problem in error.errors.items():
                 problems[f"{prefix}.{path}"] = problem
     return built, problems
+
+
+class FromDict:
+    """The models' ``from_dict`` (a mixin): plain data in, every bad field reported by its path."""
+
+    __slots__ = ()
+
+    #: List fields whose items are built from mappings by another model's from_dict.
+    _nested: ClassVar[Mapping[str, type[FromDict]]] = {}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, allow_extra: bool = False) -> Self:
+        """Build the model from plain data, such as JSON from a web request or a CSV row.
+
+        Values must already have their JSON types (``rate_limit_duration`` an
+        integer, not ``"60"``); ``variables`` may be a list of objects, each built as a
+        :class:`Variable`. Unknown keys are refused, with the closest field suggested,
+        unless ``allow_extra`` puts them in ``extra`` (the API tolerates extra keys;
+        models without ``extra`` always refuse them).
+
+        Args:
+            data: field name -> plain value.
+            allow_extra: pass unknown keys through in ``extra`` instead of refusing them.
+
+        Returns:
+            The model.
+
+        Raises:
+            ModelValidationError: every bad, missing or unknown field at once, by its
+                path (``variables[2].key``), before anything is sent. It is an
+                ``InvalidRequestError`` (a ``ValueError``) and a ``TypeError``.
+        """
+        return from_mapping(cls, data, allow_extra=allow_extra, nested=cls._nested)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
 from ._errors import InvalidRequestError
-from ._validation import from_mapping, report_errors
+from ._validation import FromDict, report_errors
 
 __all__ = [
     "AuthoriseRequest",
@@ -202,41 +202,8 @@ def _optional_json_object(
     _check_json_value(attribute.name, value)
 
 
-class _FromDict:
-    """The models' ``from_dict``: plain data in, every bad field reported by its path."""
-
-    __slots__ = ()
-
-    #: List fields whose items are built from mappings by another model's from_dict.
-    _nested: ClassVar[Mapping[str, type[_FromDict]]] = {}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, allow_extra: bool = False) -> Self:
-        """Build the model from plain data, such as JSON from a web request or a CSV row.
-
-        Values must already have their JSON types (``rate_limit_duration`` an
-        integer, not ``"60"``); ``variables`` may be a list of objects, each built as a
-        :class:`Variable`. Unknown keys are refused, with the closest field suggested,
-        unless ``allow_extra`` puts them in ``extra`` (the API tolerates extra keys;
-        models without ``extra`` always refuse them).
-
-        Args:
-            data: field name -> plain value.
-            allow_extra: pass unknown keys through in ``extra`` instead of refusing them.
-
-        Returns:
-            The model.
-
-        Raises:
-            ModelValidationError: every bad, missing or unknown field at once, by its
-                path (``variables[2].key``), before anything is sent. It is an
-                ``InvalidRequestError`` (a ``ValueError``) and a ``TypeError``.
-        """
-        return from_mapping(cls, data, allow_extra=allow_extra, nested=cls._nested)
-
-
 @attrs.frozen(kw_only=True)
-class Variable(_FromDict):
+class Variable(FromDict):
     """One entry of ``variables`` as the documentation's validation rules describe it.
 
     ``variables.*.key``, ``.value``, ``.label``, ``.secret``, ``.locked``,
@@ -297,7 +264,7 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 @attrs.frozen(kw_only=True)
-class AuthoriseRequest(_FromDict):
+class AuthoriseRequest(FromDict):
     """Body of ``POST /api/v1/oauth/authorise``: creates a new authenticated instance.
 
     The five required and five optional fields of the spec's
@@ -332,7 +299,7 @@ class AuthoriseRequest(_FromDict):
 
 
 @attrs.frozen(kw_only=True)
-class ReauthoriseRequest(_FromDict):
+class ReauthoriseRequest(FromDict):
     """Body of ``PATCH /api/v1/oauth/{connector}/reauthorise``: all eight fields optional.
 
     Fields left ``None`` are omitted from the body, not sent as null.
@@ -365,7 +332,7 @@ class ReauthoriseRequest(_FromDict):
 
 
 @attrs.frozen
-class RateLimit(_FromDict):
+class RateLimit(FromDict):
     """A rate: ``duration`` requests per one ``unit`` (the API's pair of fields as one value).
 
     ``RateLimit("minute", 240)`` is 240 requests a minute, the Core API's quota.
@@ -402,7 +369,7 @@ def _login_repr(_value: str) -> str:
 
 
 @attrs.frozen
-class Login(_FromDict):
+class Login(FromDict):
     """Credentials for the bearer-token login (``POST .../fabric/api/login``).
 
     ``url`` is configurable because other login URLs exist (DOMAIN.md). The
@@ -426,7 +393,7 @@ class ErrorResponse:
     errors: dict[str, list[str]] = attrs.field(factory=dict)
 
 
-_VARIABLES: Final[Mapping[str, type[_FromDict]]] = {"variables": Variable}
+_VARIABLES: Final[Mapping[str, type[FromDict]]] = {"variables": Variable}
 AuthoriseRequest._nested = _VARIABLES
 ReauthoriseRequest._nested = _VARIABLES
 for _model in (Variable, AuthoriseRequest, ReauthoriseRequest, RateLimit, Login):

@@ -14,9 +14,9 @@ import pathlib
 import pytest
 
 from patchworks_async import InvalidRequestError, PatchworksClient, ReauthoriseRequest
-from patchworks_async.cli._app import cli_message
 from patchworks_async.cli._bulkio import BadLine, InputReader, OutputFile, count_records
 from patchworks_async.cli._config import InputError
+from patchworks_async.cli._messages import cli_message
 from patchworks_async.testing import FakePatchworks
 from tests.test_cli import _error_line, _lines, cli
 
