@@ -30,6 +30,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# Problems a ModelValidationError spells out in its message (``errors`` holds them all).
+_MAX_LISTED = 20
+
 
 class PatchworksError(Exception):
     """Root of every exception raised by patchworks-async."""
@@ -77,8 +80,10 @@ class ModelValidationError(InvalidRequestError, TypeError):
         self.errors: dict[str, str] = dict(errors)
         self.valid_fields = tuple(valid_fields)
         if message is None:
-            parts = "; ".join(f"{path} {problem}" for path, problem in self.errors.items())
-            message = f"{model}: {parts}"
+            listed = list(self.errors.items())[:_MAX_LISTED]
+            parts = "; ".join(f"{path} {problem}" for path, problem in listed)
+            more = len(self.errors) - len(listed)
+            message = f"{model}: {parts}" + (f"; and {more} more" if more else "")
             if self.valid_fields:
                 message += f" (valid fields: {', '.join(self.valid_fields)})"
         super().__init__(message, field=next(iter(self.errors), None))

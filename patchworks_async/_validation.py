@@ -39,6 +39,18 @@ def field_names(cls: type[Any]) -> tuple[str, ...]:
     )
 
 
+#: Longer unknown names are cut in messages (a hostile key could be megabytes long).
+_MAX_SHOWN: Final = 80
+
+
+def shown(name: object) -> str:
+    """An unknown name as a message may show it: printable, escaped, at most 80 characters."""
+    text = str(name)
+    if not text.isprintable():  # a newline must not forge a log line
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
 def closest(name: str, candidates: Sequence[str]) -> str | None:
     """The candidate ``name`` was most likely meant to be (difflib), or ``None``."""
     found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
@@ -98,7 +110,7 @@ def field_problems(
         given[name] = value
     for key in given:
         if key not in names:
-            problems[str(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
+            problems[shown(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
     stub = object.__new__(cls)  # only its type is looked at (by the ``extra`` check)
     for field, name in zip(fields, names, strict=True):
         if name not in given:
@@ -185,7 +197,7 @@ def from_mapping(
         kwargs[_EXTRA] = {**given, **unknown} if isinstance(given, Mapping) else given or unknown
     else:
         for key in unknown:
-            problems[str(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
+            problems[shown(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
     for name, model in nested.items():
         items = kwargs.get(name)
         if isinstance(items, list | tuple):

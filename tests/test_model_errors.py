@@ -151,6 +151,19 @@ def test_none_in_extra_is_left_out_like_any_unset_field() -> None:
     assert unstructure(ReauthoriseRequest.from_dict({"notes": None}, allow_extra=True)) == {}
 
 
+def test_hostile_unknown_keys_make_a_short_one_line_message() -> None:
+    data = {"x" * 100_000: 1, "forged\nERROR root: hacked": 2, **{f"k{i}": i for i in range(500)}}
+    with pytest.raises(ModelValidationError) as info:
+        ReauthoriseRequest.from_dict(data)
+    message = str(info.value)
+    assert len(info.value.errors) == 502
+    assert "\n" not in message
+    assert "forged\\nERROR" in message
+    assert "x" * 81 not in message
+    assert "; and 482 more" in message
+    assert len(message) < 3000
+
+
 @pytest.mark.parametrize("data", [[1, 2], "timezone=UTC", None])
 def test_from_dict_refuses_what_is_not_a_mapping(data: Any) -> None:
     with pytest.raises(ModelValidationError) as info:
