@@ -125,6 +125,14 @@ def _check_str(field: str, value: object, *, non_empty: bool = False) -> None:
         raise InvalidRequestError(f"{field} must not be empty", field=field)
 
 
+def _check_key(field: str, key: object) -> None:
+    """Raise unless the key of the object at ``field`` is a str (the error names ``field``)."""
+    if not isinstance(key, str):
+        raise InvalidRequestError(
+            f"{field} keys must be strings, got {_type_name(key)}", field=field
+        )
+
+
 def _required_str(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     _check_str(attribute.name, value, non_empty=True)
 
@@ -163,7 +171,7 @@ def _check_json_value(field: str, value: object, *, depth: int = 0) -> None:
             raise InvalidRequestError(f"{field} must be a finite number", field=field)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            _check_str(f"{field} key", key)
+            _check_key(field, key)
             _check_json_value(f"{field}.{key}", item, depth=depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
@@ -250,7 +258,7 @@ def _check_extra(instance: object, _attribute: attrs.Attribute[Any], value: obje
         )
     known = {field.name for field in attrs.fields(type(instance))}  # type: ignore[arg-type]
     for key in value:
-        _check_str("extra key", key)
+        _check_key("extra", key)
         if key in known:
             raise InvalidRequestError(
                 f"extra.{key} repeats a field of {type(instance).__name__}: set the field instead",

@@ -145,6 +145,17 @@ def test_from_dict_passes_unknown_keys_through_only_when_asked() -> None:
     assert info.value.field == "notes"
 
 
+def test_a_non_string_key_is_named_by_its_objects_path() -> None:
+    with pytest.raises(ModelValidationError) as info:
+        ReauthoriseRequest.from_dict(
+            {"variables": [{"key": "a", "value": 1}, {"key": "b", "value": 2, "pivot": {1: 2}}]}
+        )
+    assert info.value.errors == {"variables[1].pivot": "keys must be strings, got int"}
+    with pytest.raises(ModelValidationError) as info:
+        ReauthoriseRequest(extra={3: "x"})  # type: ignore[dict-item]
+    assert info.value.errors == {"extra": "keys must be strings, got int"}
+
+
 def test_none_in_extra_is_left_out_like_any_unset_field() -> None:
     # A regression of 9222f9e that Hypothesis found (test_hostile_field_values).
     assert unstructure(ReauthoriseRequest(extra={"": None, "notes": "x"})) == {"notes": "x"}
