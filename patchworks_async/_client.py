@@ -27,6 +27,7 @@ from ._config import (
 )
 from ._errors import (
     AuthenticationError,
+    EventLoopError,
     PatchworksError,
     RateLimitError,
 )
@@ -121,6 +122,7 @@ class PatchworksClient:
         )
         # Built lazily inside the running loop (aiolimiter and asyncio objects belong to one).
         self._limits: Limits | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one loop the limits serve
         self._pending_rates: dict[str, RateLimit | None] = {}
         self._rate_limit_state: RateLimitState | None = None
         self._closed = False
@@ -209,6 +211,22 @@ class PatchworksClient:
         )
         limits.instances.set(key, rate, shared)
 
+    def _limits_in(self, loop: asyncio.AbstractEventLoop) -> Limits:
+        """The limits, built in ``loop`` at the first call; any other loop is refused.
+
+        Raises:
+            EventLoopError: the client already serves another event loop.
+        """
+        if self._loop is not None and loop is not self._loop:
+            raise EventLoopError(
+                "this PatchworksClient already serves another event loop (one client serves "
+                "one loop: its limiters and connection pool belong to it); create the client "
+                "inside the loop that uses it, e.g. one per asyncio.run()"
+            )
+        limits = self._ensure_limits()
+        self._loop = loop
+        return limits
+
     def _ensure_limits(self) -> Limits:
         limits = self._limits
         if limits is not None:
@@ -259,8 +277,10 @@ class PatchworksClient:
         ``extra`` is a further concurrency bound taken only while sending (a bulk
         job's); ``tracker`` learns how many attempts were made.
         """
-        limits = self._limits or self._ensure_limits()
         loop = asyncio.get_running_loop()
+        limits = self._limits
+        if limits is None or loop is not self._loop:  # one identity check per call
+            limits = self._limits_in(loop)
         started = loop.time()
         policy = self.retry
         # Made at the first failure: most calls never need one.

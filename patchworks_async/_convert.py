@@ -23,14 +23,11 @@ from ._errors import InvalidRequestError
 from .models import (
     AuthoriseRequest,
     ErrorResponse,
-    RateLimitUnit,
     ReauthoriseRequest,
     Variable,
 )
 
 T = TypeVar("T")
-
-_VariablesType = str | tuple[Variable, ...] | None
 
 
 def _omit_none_hook(converter: cattrs.Converter, cls: type[Any]) -> Any:
@@ -52,45 +49,13 @@ def _omit_none_hook(converter: cattrs.Converter, cls: type[Any]) -> Any:
     def unstructure(obj: Any) -> dict[str, Any]:
         body: dict[str, Any] = base(obj)
         if has_extra and obj.extra:
-            body.update(obj.extra)
+            # None is left out of extra too, as before 9222f9e (tests/test_hostile_input.py).
+            body.update((key, value) for key, value in obj.extra.items() if value is not None)
         if drop_none:
             return {key: value for key, value in body.items() if value is not None}
         return body
 
     return unstructure
-
-
-def _structure_variables(value: Any, _type: Any) -> str | tuple[Variable, ...] | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, list | tuple):
-        return tuple(
-            item if isinstance(item, Variable) else _CONVERTER.structure(item, Variable)
-            for item in value
-        )
-    raise InvalidRequestError(
-        f"variables must be a string or a list of objects, got {type(value).__name__}",
-        field="variables",
-    )
-
-
-_VARIABLE_KEYS = frozenset(field.name for field in attrs.fields(Variable))
-
-
-def _check_variable_keys(value: Any) -> None:
-    # The validation rules name every key a variable may have: an unknown one is
-    # refused rather than silently dropped.
-    if isinstance(value, Mapping):
-        unknown = sorted(str(key) for key in value if key not in _VARIABLE_KEYS)
-        if unknown:
-            raise InvalidRequestError(
-                f"a variable has keys the API does not know: {', '.join(unknown)}",
-                field=f"variables.{unknown[0]}",
-            )
-
-
-def _structure_unit(value: Any, _type: Any) -> RateLimitUnit:
-    return RateLimitUnit(value)
 
 
 def _strict_str(value: Any, _type: Any) -> str:
@@ -113,16 +78,6 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int, _strict_int)
     for cls in (AuthoriseRequest, ReauthoriseRequest, Variable):
         converter.register_unstructure_hook(cls, _omit_none_hook(converter, cls))
-    converter.register_structure_hook(_VariablesType, _structure_variables)
-    converter.register_structure_hook(RateLimitUnit, _structure_unit)
-    structure_variable_fields = converter.get_structure_hook(Variable)
-
-    def structure_variable(value: Any, _type: Any) -> Variable:
-        _check_variable_keys(value)
-        variable: Variable = structure_variable_fields(value, Variable)
-        return variable
-
-    converter.register_structure_hook(Variable, structure_variable)
     return converter
 
 
@@ -135,18 +90,20 @@ def unstructure(obj: Any) -> Any:
 
 
 def structure(data: Any, cls: type[T]) -> T:
-    """Build ``cls`` from plain data, turning cattrs' errors into InvalidRequestError.
+    """Build ``cls`` from plain data; keys a request does not know go to its ``extra``.
+
+    The models are built by their own ``from_dict`` (every bad field named by its
+    path, as the caller wrote it); other classes by the converter.
 
     Raises:
-        InvalidRequestError: naming the first field that does not fit.
+        InvalidRequestError: naming the fields that do not fit (a ModelValidationError
+            for the models).
     """
-    if isinstance(data, Mapping) and attrs.has(cls) and "extra" in attrs.fields_dict(cls):
+    from_dict = getattr(cls, "from_dict", None)
+    if from_dict is not None:
         # Nothing the caller gave is dropped: keys the model does not know go to ``extra``.
-        known = attrs.fields_dict(cls)
-        unknown = {key: value for key, value in data.items() if key not in known}
-        if unknown:
-            data = {key: value for key, value in data.items() if key in known}
-            data["extra"] = {**(data.get("extra") or {}), **unknown}
+        built: T = from_dict(data, allow_extra=True)
+        return built
     try:
         return _CONVERTER.structure(data, cls)
     except InvalidRequestError:

@@ -7,6 +7,8 @@ The tree::
 
     PatchworksError                      root of everything this package raises
     ├── InvalidRequestError (ValueError) bad input, caught before anything is sent
+    │   └── ModelValidationError (TypeError too)  a model cannot be built: every bad field
+    ├── EventLoopError (RuntimeError)    the client is used from a second event loop
     ├── TransportError                   the request did not get a complete HTTP answer
     │   └── RequestTimeoutError          ... because a timeout ran out
     ├── ResponseDecodeError              a body that must be a JSON object is not one
@@ -25,8 +27,11 @@ stored, and the response headers and body are the server's, not the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+# Problems a ModelValidationError spells out in its message (``errors`` holds them all).
+_MAX_LISTED = 20
 
 
 class PatchworksError(Exception):
@@ -44,6 +49,53 @@ class InvalidRequestError(PatchworksError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class ModelValidationError(InvalidRequestError, TypeError):
+    """Raised when a model (a request, ``Variable``, ``RateLimit``, ``Login``) cannot be built.
+
+    Raised by the models' constructors and their ``from_dict``, before anything is
+    sent. Every bad field is named at once, by its path as the caller wrote it
+    (``rate_limit_unit``, ``variables[2].key``); no value is ever echoed (a value may
+    be a secret). It is an :class:`InvalidRequestError` (so a ``ValueError``) and also
+    a ``TypeError``, which is what attrs raises for a missing or unknown argument:
+    code written for either habit keeps catching it.
+
+    Attributes:
+        model: the class that could not be built (``"ReauthoriseRequest"``).
+        errors: path -> what is wrong with it, in the order found.
+        field: the first path of ``errors`` (``None`` when the input was no mapping at all).
+        valid_fields: the model's field names, when an unknown field was given.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        errors: Mapping[str, str],
+        *,
+        valid_fields: Sequence[str] = (),
+        message: str | None = None,
+    ) -> None:
+        self.model = model
+        self.errors: dict[str, str] = dict(errors)
+        self.valid_fields = tuple(valid_fields)
+        if message is None:
+            listed = list(self.errors.items())[:_MAX_LISTED]
+            parts = "; ".join(f"{path} {problem}" for path, problem in listed)
+            more = len(self.errors) - len(listed)
+            message = f"{model}: {parts}" + (f"; and {more} more" if more else "")
+            if self.valid_fields:
+                message += f" (valid fields: {', '.join(self.valid_fields)})"
+        super().__init__(message, field=next(iter(self.errors), None))
+
+
+class EventLoopError(PatchworksError, RuntimeError):
+    """Raised, before any I/O, when a client is used from a second event loop.
+
+    One client serves the one event loop it was first used in (its limiters, its
+    connection pool and its locks belong to that loop). Create one client per loop,
+    for example one per ``asyncio.run``.
+    """
 
 
 class TransportError(PatchworksError):

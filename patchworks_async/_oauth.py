@@ -13,7 +13,7 @@ from ._bulk import (
     check_bulk_arguments,
     reauthorise_many,
 )
-from .models import AuthoriseRequest, ReauthoriseRequest
+from .models import AuthoriseRequest, Connector, Instance, ReauthoriseRequest
 
 if TYPE_CHECKING:
     from ._client import PatchworksClient
@@ -36,7 +36,7 @@ class OAuth:
         """
         return await self._client._call(_sansio.build_authenticate())
 
-    async def authorise(self, request: AuthoriseRequest) -> dict[str, Any]:
+    async def authorise(self, request: AuthoriseRequest) -> Instance:
         """``POST /api/v1/oauth/authorise``: create a new authenticated instance.
 
         The new instance's limiter is learnt from the request's rate fields and
@@ -47,16 +47,18 @@ class OAuth:
             request: the new instance's fields; its rate fields set the instance's limiter.
 
         Returns:
-            The response's JSON object; Patchworks answers the instance with its ``id``.
+            The new :class:`Instance`: the response's JSON object (a ``dict``) with its
+            ``id`` typed.
 
         Raises:
             InvalidRequestError: ``request`` is not an AuthoriseRequest (nothing sent).
             PatchworksError: any other error of the package.
         """
         built = _sansio.build_authorise(request)
-        result = await self._client._call(built)
-        instance_id = result.get("id")
-        if isinstance(instance_id, str | int) and not isinstance(instance_id, bool):
+        # One copy of the decoded dict, at C speed; no second decode, no converter.
+        result = Instance(await self._client._call(built))
+        instance_id = result.id
+        if instance_id is not None:
             self._client.set_instance_rate_limit(instance_id, request.rate_limit)
         return result
 
@@ -72,8 +74,8 @@ class OAuth:
         return await self._client._call(_sansio.build_woo_app_auth())
 
     async def reauthorise(
-        self, connector: str | int, request: ReauthoriseRequest | None = None
-    ) -> dict[str, Any]:
+        self, connector: Connector, request: ReauthoriseRequest | None = None
+    ) -> Instance:
         """``PATCH /api/v1/oauth/{connector}/reauthorise``: reauthorise an existing instance.
 
         Waits on the instance's limiter when its limit is known. When ``request``
@@ -85,15 +87,17 @@ class OAuth:
             request: the fields to change (all optional); ``None`` sends ``{}``.
 
         Returns:
-            The response's JSON object.
+            The :class:`Instance`: the response's JSON object (a ``dict``) with its
+            ``id`` typed.
 
         Raises:
             InvalidRequestError: a bad connector or request (nothing sent).
+            EventLoopError: the client serves another event loop (nothing sent).
             PatchworksError: any other error of the package.
         """
         body = request if request is not None else ReauthoriseRequest()
         built = _sansio.build_reauthorise(connector, body)
-        result = await self._client._call(built)
+        result = Instance(await self._client._call(built))
         new_rate = body.rate_limit
         if new_rate is not None and built.connector is not None:
             self._client.set_instance_rate_limit(built.connector, new_rate)

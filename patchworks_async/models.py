@@ -2,9 +2,13 @@
 
 Field names are the spec's (``../shared/spec/patchworks-oauth.openapi.json``).
 Every value is checked when the record is built, so bad input raises
-:class:`~patchworks_async.InvalidRequestError` naming the field before anything
-is sent. Messages name the field and the wrong type, never the value (values
-such as ``variables`` may hold secrets).
+:class:`~patchworks_async.ModelValidationError` (an ``InvalidRequestError``, and a
+``TypeError`` like attrs' own) naming every bad field at once, before anything is
+sent: wrong types and values, missing required fields and unknown arguments alike.
+Messages name the field by its path as the caller wrote it (``rate_limit_unit``,
+``variables[2].key``) and the wrong type, never the value (values such as
+``variables`` may hold secrets). ``from_dict`` builds a record from plain data
+(JSON from a web request, a CSV row) with the same checks.
 """
 
 from __future__ import annotations
@@ -12,21 +16,32 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
 from ._errors import InvalidRequestError
+from ._validation import FromDict, report_errors
 
 __all__ = [
     "AuthoriseRequest",
+    "Connector",
     "ErrorResponse",
+    "Instance",
     "Login",
     "RateLimit",
     "RateLimitUnit",
+    "RateLimitUnitName",
     "ReauthoriseRequest",
     "Variable",
 ]
+
+#: An instance id, the ``{connector}`` of ``/api/v1/oauth/{connector}/reauthorise``:
+#: a string or an integer (``1`` and ``"1"`` name the same instance).
+Connector: TypeAlias = str | int
+
+#: The spec's ``rate_limit_unit`` values as text; a type checker refuses any other string.
+RateLimitUnitName: TypeAlias = Literal["second", "minute", "hour", "day"]
 
 # PHP (and orjson) integers are 64-bit: anything wider cannot be sent faithfully.
 _INT64_MAX: Final = 2**63 - 1
@@ -74,15 +89,19 @@ def _coerce_unit(value: object, field: str) -> RateLimitUnit:
     )
 
 
-def _unit(value: RateLimitUnit | str) -> RateLimitUnit:
+# The converters' parameter types are the constructors' (attrs' mypy plugin): a string
+# that is not one of the four units is a type error as well as a runtime error.
+def _unit(value: RateLimitUnit | RateLimitUnitName) -> RateLimitUnit:
     return _coerce_unit(value, "unit")
 
 
-def _optional_rate_limit_unit(value: RateLimitUnit | str | None) -> RateLimitUnit | None:
+def _optional_rate_limit_unit(
+    value: RateLimitUnit | RateLimitUnitName | None,
+) -> RateLimitUnit | None:
     return None if value is None else _coerce_unit(value, "rate_limit_unit")
 
 
-def _rate_limit_unit(value: RateLimitUnit | str) -> RateLimitUnit:
+def _rate_limit_unit(value: RateLimitUnit | RateLimitUnitName) -> RateLimitUnit:
     return _coerce_unit(value, "rate_limit_unit")
 
 
@@ -104,6 +123,14 @@ def _check_str(field: str, value: object, *, non_empty: bool = False) -> None:
         raise InvalidRequestError(f"{field} must be a string, got {_type_name(value)}", field=field)
     if non_empty and not value:
         raise InvalidRequestError(f"{field} must not be empty", field=field)
+
+
+def _check_key(field: str, key: object) -> None:
+    """Raise unless the key of the object at ``field`` is a str (the error names ``field``)."""
+    if not isinstance(key, str):
+        raise InvalidRequestError(
+            f"{field} keys must be strings, got {_type_name(key)}", field=field
+        )
 
 
 def _required_str(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -144,7 +171,7 @@ def _check_json_value(field: str, value: object, *, depth: int = 0) -> None:
             raise InvalidRequestError(f"{field} must be a finite number", field=field)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            _check_str(f"{field} key", key)
+            _check_key(field, key)
             _check_json_value(f"{field}.{key}", item, depth=depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
@@ -184,7 +211,7 @@ def _optional_json_object(
 
 
 @attrs.frozen(kw_only=True)
-class Variable:
+class Variable(FromDict):
     """One entry of ``variables`` as the documentation's validation rules describe it.
 
     ``variables.*.key``, ``.value``, ``.label``, ``.secret``, ``.locked``,
@@ -231,7 +258,7 @@ def _check_extra(instance: object, _attribute: attrs.Attribute[Any], value: obje
         )
     known = {field.name for field in attrs.fields(type(instance))}  # type: ignore[arg-type]
     for key in value:
-        _check_str("extra key", key)
+        _check_key("extra", key)
         if key in known:
             raise InvalidRequestError(
                 f"extra.{key} repeats a field of {type(instance).__name__}: set the field instead",
@@ -245,7 +272,7 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 @attrs.frozen(kw_only=True)
-class AuthoriseRequest:
+class AuthoriseRequest(FromDict):
     """Body of ``POST /api/v1/oauth/authorise``: creates a new authenticated instance.
 
     The five required and five optional fields of the spec's
@@ -280,7 +307,7 @@ class AuthoriseRequest:
 
 
 @attrs.frozen(kw_only=True)
-class ReauthoriseRequest:
+class ReauthoriseRequest(FromDict):
     """Body of ``PATCH /api/v1/oauth/{connector}/reauthorise``: all eight fields optional.
 
     Fields left ``None`` are omitted from the body, not sent as null.
@@ -313,7 +340,7 @@ class ReauthoriseRequest:
 
 
 @attrs.frozen
-class RateLimit:
+class RateLimit(FromDict):
     """A rate: ``duration`` requests per one ``unit`` (the API's pair of fields as one value).
 
     ``RateLimit("minute", 240)`` is 240 requests a minute, the Core API's quota.
@@ -350,7 +377,7 @@ def _login_repr(_value: str) -> str:
 
 
 @attrs.frozen
-class Login:
+class Login(FromDict):
     """Credentials for the bearer-token login (``POST .../fabric/api/login``).
 
     ``url`` is configurable because other login URLs exist (DOMAIN.md). The
@@ -372,3 +399,30 @@ class ErrorResponse:
 
     message: str = ""
     errors: dict[str, list[str]] = attrs.field(factory=dict)
+
+
+_VARIABLES: Final[Mapping[str, type[FromDict]]] = {"variables": Variable}
+AuthoriseRequest._nested = _VARIABLES
+ReauthoriseRequest._nested = _VARIABLES
+for _model in (Variable, AuthoriseRequest, ReauthoriseRequest, RateLimit, Login):
+    report_errors(_model)
+
+
+class Instance(dict[str, Any]):
+    """The JSON object Patchworks answers ``authorise`` and ``reauthorise`` with: the instance.
+
+    The spec leaves the response's shape undocumented, so every key the server
+    sent is kept: it is a ``dict`` (``result["timezone"]``, ``json.dumps(result)``
+    and code written for the plain dict of earlier versions keep working), with
+    the one field the client relies on typed.
+    """
+
+    __slots__ = ()
+
+    @property
+    def id(self) -> Connector | None:
+        """The instance's id (``None`` when the answer has none, or not a str or an int)."""
+        value = self.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return value
+        return None

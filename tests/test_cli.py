@@ -252,6 +252,7 @@ async def test_bulk_csv_with_bad_lines(fake: FakePatchworks, tmp_path: pathlib.P
     run = await cli(
         fake, "bulk-reauthorise", "--input", str(source), "--output", str(output),
         "--max-attempts", "1", "--rate-limit", "none",
+        "--allow-unknown-fields",  # the name column (refused without it since issue 11)
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     records = _lines(output)

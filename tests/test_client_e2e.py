@@ -122,7 +122,7 @@ async def test_connector_is_one_segment_on_the_wire(
     [
         lambda: attrs.evolve(AUTHORISE, rate_limit_duration=0),
         lambda: attrs.evolve(AUTHORISE, rate_limit_duration=True),
-        lambda: attrs.evolve(AUTHORISE, rate_limit_unit="week"),
+        lambda: attrs.evolve(AUTHORISE, rate_limit_unit="week"),  # type: ignore[arg-type]
         lambda: ReauthoriseRequest(connection_pool_id="7"),  # type: ignore[arg-type]
     ],
 )

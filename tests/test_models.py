@@ -170,7 +170,7 @@ def test_rate_limit_value() -> None:
         RateLimit("hour", 5)
     )
     with pytest.raises(InvalidRequestError):
-        RateLimit("fortnight", 1)
+        RateLimit("fortnight", 1)  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError):
         RateLimit("second", 0)
 
@@ -204,5 +204,5 @@ def test_unknown_variable_keys_are_refused_not_dropped() -> None:
         structure(
             {"variables": [{"key": "a", "value": "b", "description": "x"}]}, ReauthoriseRequest
         )
-    assert info.value.field == "variables.description"
+    assert info.value.field == "variables[0].description"  # the path as written (issue 11)
     assert "description" in str(info.value)

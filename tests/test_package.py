@@ -16,6 +16,7 @@ PURE = [
     "_ratelimit",
     "_retry",
     "_sansio",
+    "_validation",
     "_version",
     "models",
 ]

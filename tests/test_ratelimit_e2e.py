@@ -25,6 +25,7 @@ from patchworks_async import (
     Timeout,
     TransportError,
 )
+from patchworks_async.models import RateLimitUnitName
 from patchworks_async.testing import FakePatchworks, Fault
 from tests.virtual_time import sliding_window_max
 
@@ -39,7 +40,7 @@ def _client(fake: FakePatchworks, **kwargs: Any) -> PatchworksClient:
     return PatchworksClient(base_url=fake.url, **kwargs)
 
 
-def _authorise(unit: str = "second", duration: int = 5) -> AuthoriseRequest:
+def _authorise(unit: RateLimitUnitName = "second", duration: int = 5) -> AuthoriseRequest:
     return AuthoriseRequest(
         authentication_implementation_id="impl",
         timezone="UTC",

@@ -12,22 +12,28 @@ from typing import Any, assert_type
 from patchworks_async import (
     APIError,
     AuthoriseRequest,
+    Connector,
     Event,
     EventKind,
+    EventLoopError,
+    Instance,
     InvalidRequestError,
     LimiterBackend,
     Login,
+    ModelValidationError,
     PatchworksClient,
     PatchworksError,
     RateLimit,
     RateLimitError,
     RateLimitState,
     RateLimitUnit,
+    RateLimitUnitName,
     ReauthoriseOutcome,
     ReauthoriseRequest,
     RetryPolicy,
     Timeout,
     UnprocessableEntityError,
+    Variable,
 )
 from patchworks_async.testing import FakePatchworks, Fault, RecordedRequest
 
@@ -44,13 +50,20 @@ def _authorise_request() -> AuthoriseRequest:
 
 async def oauth_calls(client: PatchworksClient) -> None:
     request = _authorise_request()
-    assert_type(await client.oauth.authorise(request), dict[str, Any])
+    assert_type(await client.oauth.authorise(request), Instance)
     assert_type(await client.oauth.authenticate(), dict[str, Any])
     assert_type(await client.oauth.woo_app_auth(), dict[str, Any])
-    assert_type(await client.oauth.reauthorise("instance-1"), dict[str, Any])
-    assert_type(
-        await client.oauth.reauthorise(7, ReauthoriseRequest(timezone="UTC")), dict[str, Any]
-    )
+    assert_type(await client.oauth.reauthorise("instance-1"), Instance)
+    result = await client.oauth.reauthorise(7, ReauthoriseRequest(timezone="UTC"))
+    assert_type(result, Instance)
+    assert_type(result.id, Connector | None)
+    assert_type(result.id, str | int | None)  # Connector is the alias str | int
+    assert_type(result["timezone"], Any)  # every key the server sent stays reachable
+    plain: dict[str, Any] = result  # code written for the plain dict keeps working
+    assert_type(plain, dict[str, Any])
+    connector: Connector = "instance-1"
+    await client.oauth.reauthorise(connector)
+    await client.oauth.reauthorise(1.5)  # type: ignore[arg-type]  # not a Connector
     assert_type(request.rate_limit, RateLimit)
     assert_type(ReauthoriseRequest().rate_limit, RateLimit | None)
 
@@ -92,6 +105,30 @@ async def configuration() -> None:
     assert_type(events[0].connector, str | None)
 
 
+async def models() -> None:
+    unit: RateLimitUnitName = "hour"
+    assert_type(RateLimit(unit, 10), RateLimit)
+    RateLimit("fortnite", 10)  # type: ignore[arg-type]  # a unit the spec does not have
+    ReauthoriseRequest(rate_limit_unit="week")  # type: ignore[arg-type]
+    ReauthoriseRequest(timezon="UTC")  # type: ignore[call-arg]  # an unknown field
+    assert_type(ReauthoriseRequest.from_dict({"timezone": "UTC"}), ReauthoriseRequest)
+    assert_type(
+        ReauthoriseRequest.from_dict({"name": "Shop"}, allow_extra=True), ReauthoriseRequest
+    )
+    assert_type(AuthoriseRequest.from_dict({}), AuthoriseRequest)
+    assert_type(Variable.from_dict({"key": "a", "value": 1}), Variable)
+    assert_type(RateLimit.from_dict({"unit": "minute", "duration": 60}), RateLimit)
+    try:
+        ReauthoriseRequest.from_dict({"timezon": "UTC"})
+    except ModelValidationError as error:
+        assert_type(error.errors, dict[str, str])
+        assert_type(error.field, str | None)
+        assert_type(error.valid_fields, tuple[str, ...])
+        invalid: InvalidRequestError = error
+        as_type_error: TypeError = error
+        assert_type((invalid, as_type_error), tuple[InvalidRequestError, TypeError])
+
+
 async def values() -> None:
     rate = RateLimit("minute", 240)
     assert_type(rate.period, float)
@@ -112,6 +149,9 @@ async def errors(client: PatchworksClient) -> None:
         await client.oauth.reauthorise("instance-1")
     except InvalidRequestError as error:
         assert_type(error.field, str | None)
+    except EventLoopError as error:
+        loop_error: PatchworksError = error
+        assert_type(loop_error, PatchworksError)
     except RateLimitError as error:
         assert_type(error.retry_after, float | None)
         assert_type(error.status, int)

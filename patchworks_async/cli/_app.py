@@ -26,6 +26,7 @@ from ..testing import __main__ as fake_server_cli
 from . import _config, _usage
 from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._config import InputError
+from ._messages import cli_message
 from ._progress import DEFAULT_INTERVAL
 
 PROG: Final = "patchworks-async"
@@ -163,12 +164,22 @@ def _field_options(parser: argparse.ArgumentParser) -> None:
         help="one field, repeatable; rate_limit_duration and connection_pool_id are integers, "
         "variables is JSON when it is a JSON array, other fields are text",
     )
+    _allow_unknown_option(group)
     source = group.add_mutually_exclusive_group()
     source.add_argument("--json", metavar="OBJECT", help="the fields as one JSON object")
     source.add_argument(
         "--json-file",
         metavar="PATH",
         help="read the JSON object from PATH ('-' for stdin); keeps secrets off the command line",
+    )
+
+
+def _allow_unknown_option(group: Any) -> None:
+    group.add_argument(
+        _config.ALLOW_UNKNOWN_FLAG,
+        action="store_true",
+        help="send fields (and columns) that are not the request's fields as they are; "
+        "without it they are refused, with the closest field suggested",
     )
 
 
@@ -293,6 +304,14 @@ def _bulk_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="calls in flight at once (default: %(default)s)",
     )
+    _allow_unknown_option(parser)
+    parser.add_argument(
+        "--ignore-column",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this CSV column (or JSON Lines key) out of the requests; repeatable",
+    )
     _progress_options(parser)
 
 
@@ -371,13 +390,23 @@ def _woo_app_auth(args: argparse.Namespace) -> int:
 
 
 def _authorise(args: argparse.Namespace) -> int:
-    request = _config.request_from_options(AuthoriseRequest, args.json, args.json_file, args.field)
+    request = _config.request_from_options(
+        AuthoriseRequest,
+        args.json,
+        args.json_file,
+        args.field,
+        allow_unknown=args.allow_unknown_fields,
+    )
     return _single(args, lambda client: client.oauth.authorise(request))
 
 
 def _reauthorise(args: argparse.Namespace) -> int:
     request = _config.request_from_options(
-        ReauthoriseRequest, args.json, args.json_file, args.field
+        ReauthoriseRequest,
+        args.json,
+        args.json_file,
+        args.field,
+        allow_unknown=args.allow_unknown_fields,
     )
     return _single(args, lambda client: client.oauth.reauthorise(args.connector, request))
 
@@ -416,7 +445,7 @@ def _fake_server(args: argparse.Namespace) -> int:
 
 
 def _error(error: BaseException) -> None:
-    message = " ".join(str(error).split())  # one line, whatever the message held
+    message = cli_message(error)  # one line, in the command line's words
     sys.stderr.write(f"error: {type(error).__name__}: {message}{_usage.hint(error)}\n")
     sys.stderr.flush()
 

@@ -25,7 +25,12 @@ def run_bulk_command(args: argparse.Namespace, client: PatchworksClient) -> int:
     if args.input != "-" and os.path.abspath(args.input) == os.path.abspath(args.output):
         raise InputError("--input and --output must be different files")
     with (
-        InputReader(args.input, fmt) as reader,
+        InputReader(
+            args.input,
+            fmt,
+            allow_unknown=args.allow_unknown_fields,
+            ignore=args.ignore_column,
+        ) as reader,
         OutputFile(args.output, resume=args.resume) as output,
     ):
         if reader.unknown_columns:

@@ -20,18 +20,18 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import IO, Any, Final, Self
 
 import attrs
 import orjson
 
-from .._convert import structure
 from .._errors import InvalidRequestError, PatchworksError, UnprocessableEntityError
 from .._sansio import connector_key
+from .._validation import closest, field_names
 from ..models import ReauthoriseRequest
-from ._config import InputError, text_fields
+from ._config import ALLOW_UNKNOWN_FLAG, InputError, text_fields, unknown_columns_error
 
 try:
     import fcntl
@@ -42,7 +42,7 @@ FORMATS: Final = ("csv", "jsonl")
 _EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # A cell may hold a whole ``variables`` array; the API refuses bodies over 8 MB anyway.
 _MAX_CELL: Final = 8 * 1024 * 1024
-_REAUTHORISE_FIELDS: Final = frozenset(attrs.fields_dict(ReauthoriseRequest)) - {"extra"}
+_REAUTHORISE_FIELDS: Final = field_names(ReauthoriseRequest)
 _CHUNK: Final = 64 * 1024
 
 
@@ -84,31 +84,60 @@ def input_format(path: str, given: str | None) -> str:
 def count_records(path: str, fmt: str) -> int | None:
     """How many records the input holds, for the progress total (``None`` for stdin).
 
-    Non-blank lines, less the CSV header: cheap (one pass, constant memory), and
-    exact unless a quoted CSV cell spans lines (then it is an upper bound).
+    Counted as :class:`InputReader` reads them (one pass, constant memory): the
+    non-blank lines of JSON Lines; the CSV rows after the header that have a
+    non-empty cell (a spreadsheet's trailing ``,,,`` rows are blank lines, and a
+    quoted cell may span lines), a row that is not valid CSV counting as one.
     """
     if path == "-":
         return None
-    count = 0
     try:
+        if fmt == "csv":
+            return _count_csv_rows(path)
         with open(path, "rb") as file:
-            for raw in file:
-                if raw.strip():
-                    count += 1
+            return sum(1 for raw in file if raw.strip())
     except OSError:
         return None
-    return max(count - 1, 0) if fmt == "csv" else count
+
+
+def _count_csv_rows(path: str) -> int:
+    csv.field_size_limit(_MAX_CELL)
+    count = 0
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as file:
+        reader = csv.reader(file)
+        if next(reader, None) is None:  # the header (a bad one fails the job before this)
+            return 0
+        while True:
+            try:
+                row = next(reader, None)
+            except csv.Error:
+                count += 1  # a bad line, reported as one
+                continue
+            if row is None:
+                return count
+            if any(row):
+                count += 1
 
 
 class InputReader:
     """Opens the input at once (a missing file or a bad CSV header fails early).
 
     Iterate :meth:`records` to read it lazily; use it as a context manager to close it.
+
+    Columns (CSV) and keys (JSON Lines) that are not reauthorise fields are refused
+    unless ``allow_unknown`` sends them as they are; the names in ``ignore`` are left
+    out. An unknown CSV column fails at once, and so does an unknown key of a JSON
+    Lines file (one pass over it first, constant memory): nothing is sent. Read from
+    stdin, which cannot be read twice, an unknown key makes its line a bad line.
     """
 
-    def __init__(self, path: str, fmt: str) -> None:
+    def __init__(
+        self, path: str, fmt: str, *, allow_unknown: bool = False, ignore: Sequence[str] = ()
+    ) -> None:
         self.path = path
         self.format = fmt
+        self.allow_unknown = allow_unknown
+        self.ignore = frozenset(ignore)
         self.unknown_columns: list[str] = []
         self._file: IO[Any] = self._open(path, fmt)
         self._header: list[str] = []
@@ -116,6 +145,8 @@ class InputReader:
         try:
             if fmt == "csv":
                 self._read_header()
+            elif path != "-" and not allow_unknown:
+                self._check_keys()
         except BaseException:
             self.close()
             raise
@@ -149,9 +180,48 @@ class InputReader:
             raise InputError(f"{self.path}: the header row has an empty or repeated column name")
         self._header = names
         self._csv = reader
+        self._check_columns(names)
+
+    def _check_columns(self, names: list[str]) -> None:
+        """Refuse unknown columns (unless allowed) and ignored columns that are not there."""
+        missing = sorted(self.ignore - set(names))
+        if missing:
+            described = [
+                f"{name} (did you mean {match}?)" if (match := closest(name, names)) else name
+                for name in missing
+            ]
+            raise InputError(
+                f"{self.path}: --ignore-column {', '.join(described)}: no such column "
+                f"(columns: {', '.join(names)})"
+            )
         self.unknown_columns = [
-            name for name in names if name != "connector" and name not in _REAUTHORISE_FIELDS
+            name
+            for name in names
+            if name != "connector" and name not in _REAUTHORISE_FIELDS and name not in self.ignore
         ]
+        if self.unknown_columns and not self.allow_unknown:
+            raise unknown_columns_error(
+                self.path, self.unknown_columns, _REAUTHORISE_FIELDS, allow_flag=ALLOW_UNKNOWN_FLAG
+            )
+
+    def _check_keys(self) -> None:
+        """Refuse a JSON Lines file whose objects have keys that are not reauthorise fields."""
+        known = {"connector", *_REAUTHORISE_FIELDS, *self.ignore}
+        unknown: dict[str, None] = {}  # in the order found
+        for raw in self._file:
+            if not raw.strip():
+                continue
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue  # its own bad line when read
+            if isinstance(data, dict):
+                unknown.update((key, None) for key in data if key not in known)
+        self._file.seek(0)
+        if unknown:
+            raise unknown_columns_error(
+                self.path, list(unknown), _REAUTHORISE_FIELDS, allow_flag=ALLOW_UNKNOWN_FLAG
+            )
 
     def records(self) -> Iterator[Item | BadLine]:
         """Each record in file order, read lazily."""
@@ -183,12 +253,16 @@ class InputReader:
         if len(row) != len(self._header):
             message = f"has {len(row)} cells, the header has {len(self._header)}"
             return BadLine(line, None, InvalidRequestError(message))
-        cells = dict(zip(self._header, row, strict=True))
+        cells = {
+            name: cell
+            for name, cell in zip(self._header, row, strict=True)
+            if name not in self.ignore
+        }
         connector = cells.pop("connector").strip()
         if not _is_utf8(row):
             return BadLine(line, None, InvalidRequestError("the line is not valid UTF-8"))
         try:
-            return _item(line, connector or None, text_fields(cells))
+            return _item(line, connector or None, text_fields(cells), self.allow_unknown)
         except InvalidRequestError as error:
             return BadLine(line, connector or None, error)
 
@@ -206,8 +280,10 @@ class InputReader:
                 yield BadLine(line, None, InvalidRequestError(message))
                 continue
             connector = data.pop("connector", None)
+            for name in self.ignore:
+                data.pop(name, None)
             try:
-                yield _item(line, connector, data)
+                yield _item(line, connector, data, self.allow_unknown)
             except InvalidRequestError as error:
                 yield BadLine(line, connector, error)
 
@@ -228,11 +304,11 @@ class InputReader:
         self.close()
 
 
-def _item(line: int, connector: Any, fields: dict[str, Any]) -> Item:
+def _item(line: int, connector: Any, fields: dict[str, Any], allow_unknown: bool) -> Item:
     if connector is None or connector == "":
         raise InvalidRequestError("missing connector", field="connector")
     connector_key(connector)  # the library's check: a str or an int, not empty, not too long
-    return Item(line, connector, structure(fields, ReauthoriseRequest))
+    return Item(line, connector, ReauthoriseRequest.from_dict(fields, allow_extra=allow_unknown))
 
 
 def _is_utf8(cells: list[str]) -> bool:
@@ -269,6 +345,8 @@ class OutputFile:
         self.path = path
         self.done: set[str] = set()
         self.kept_lines = 0
+        # The bad input lines already recorded, so a resumed job does not repeat them.
+        self._bad_lines: set[tuple[Any, ...]] = set()
         try:
             if not resume and os.path.exists(path) and os.path.getsize(path) > 0:
                 raise InputError(
@@ -324,10 +402,31 @@ class OutputFile:
             except orjson.JSONDecodeError:
                 continue  # not ours, or damaged: ignored, never fatal
             self.kept_lines += 1
-            if isinstance(record, dict) and record.get("ok") is True:
+            if not isinstance(record, dict):
+                continue
+            if record.get("ok") is True:
                 connector = record.get("connector")
                 if isinstance(connector, str | int) and not isinstance(connector, bool):
                     self.done.add(str(connector))
+            elif record.get("attempts") == 0 and isinstance(record.get("error"), dict):
+                self._bad_lines.add(_bad_line_key(record))
+
+    def write_bad_line(self, bad: BadLine) -> bool:
+        """Record a bad input line, unless the (resumed) output already holds the same one.
+
+        Args:
+            bad: the line that could not be sent.
+
+        Returns:
+            ``True`` when a line was written; ``False`` when it was already there.
+        """
+        record = bad_line_record(bad)
+        key = _bad_line_key(record)
+        if key in self._bad_lines:
+            return False
+        self._bad_lines.add(key)
+        self.write(record)
+        return True
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record as one line and flush it to the operating system at once."""
@@ -354,6 +453,13 @@ class OutputFile:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _bad_line_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    # The same line, connector and reason: a line fixed since the last run is reported anew.
+    error = record.get("error")
+    message = error.get("message") if isinstance(error, dict) else None
+    return (record.get("line"), orjson.dumps(record.get("connector"), default=str), message)
 
 
 def outcome_record(line: int, connector: Any, ok: bool, **fields: Any) -> dict[str, Any]:

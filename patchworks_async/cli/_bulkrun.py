@@ -21,7 +21,6 @@ from ._bulkio import (
     BadLine,
     InputReader,
     OutputFile,
-    bad_line_record,
     error_fields,
     outcome_record,
 )
@@ -68,7 +67,7 @@ class BulkJob:
             yield record.connector, record.request
 
     def _bad_line(self, bad: BadLine) -> None:
-        self._output.write(bad_line_record(bad))
+        self._output.write_bad_line(bad)  # not again on --resume
         self.bad_lines += 1
         self._tally.failed += 1
         self._reporter.note(f"line {bad.line}: bad input: {type(bad.error).__name__}: {bad.error}")

@@ -15,11 +15,14 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from .. import _constants
-from .._convert import structure
 from .._errors import InvalidRequestError
-from ..models import Login, RateLimit, RateLimitUnit
+from .._validation import closest
+from ..models import AuthoriseRequest, Login, RateLimit, RateLimitUnit, ReauthoriseRequest
 
-T = TypeVar("T")
+Model = TypeVar("Model", AuthoriseRequest, ReauthoriseRequest)
+
+#: The option that sends fields and columns the models do not know, as they are.
+ALLOW_UNKNOWN_FLAG: Final = "--allow-unknown-fields"
 
 ENV_API_KEY: Final = _constants.ENV_API_KEY
 ENV_TOKEN: Final = "PATCHWORKS_TOKEN"  # noqa: S105  # a variable's name, not a secret
@@ -112,7 +115,7 @@ def parse_rate_limit(text: str) -> RateLimit | None:
     count = int(match.group(1))
     if count < 1:
         raise ValueError("the rate must be at least 1")
-    return RateLimit(match.group(2), count)
+    return RateLimit(RateLimitUnit(match.group(2)), count)
 
 
 def text_fields(cells: Mapping[str, str]) -> dict[str, Any]:
@@ -202,14 +205,56 @@ def _json_type(value: object) -> str:
 
 
 def request_from_options(
-    cls: type[T], json_text: str | None, json_file: str | None, fields: Sequence[str]
-) -> T:
+    cls: type[Model],
+    json_text: str | None,
+    json_file: str | None,
+    fields: Sequence[str],
+    *,
+    allow_unknown: bool = False,
+) -> Model:
     """Build a request model from ``--json``/``--json-file`` overlaid with ``--field`` options.
+
+    Args:
+        cls: AuthoriseRequest or ReauthoriseRequest.
+        json_text, json_file: ``--json`` and ``--json-file`` (at most one is given).
+        fields: the ``--field KEY=VALUE`` options.
+        allow_unknown: send fields the model does not know as they are (``extra``)
+            instead of refusing them.
+
+    Returns:
+        The request.
 
     Raises:
         InputError: a bad option or file.
-        InvalidRequestError: the fields do not fit ``cls`` (naming the field).
+        ModelValidationError: the fields do not fit ``cls``: every bad, missing or
+            unknown one is named (an unknown one with the closest field).
     """
     data = json_object(json_text, json_file)
     data.update(text_fields(field_options(fields)))
-    return structure(data, cls)
+    return cls.from_dict(data, allow_extra=allow_unknown)
+
+
+def unknown_columns_error(
+    where: str, unknown: Sequence[str], valid: Sequence[str], *, allow_flag: str
+) -> InputError:
+    """The refusal of columns (or JSON keys) that are not reauthorise fields.
+
+    Args:
+        where: the file, for the message.
+        unknown: the unknown names, in the order found.
+        valid: the fields the names could have meant.
+        allow_flag: the option that sends them anyway.
+
+    Returns:
+        An :class:`InputError` naming each column, its closest field, the valid fields
+        and the two options that accept it.
+    """
+    described = []
+    for name in unknown:
+        match = closest(name, valid)
+        described.append(f"{name} (did you mean {match}?)" if match else name)
+    return InputError(
+        f"{where}: column(s) or key(s) {', '.join(described)} are not reauthorise fields "
+        f"(valid fields: {', '.join(valid)}); pass {allow_flag} to send them as they are, "
+        f"or --ignore-column NAME to leave one out"
+    )
