@@ -1,10 +1,15 @@
-"""Pure helpers: medians, sliding-window counts, rates per second (no I/O, no event loop)."""
+"""Pure helpers: medians, sliding-window counts, rates per second (no I/O, no event loop).
+
+``max_in_window`` is the package's own (``patchworks_async._windows``), re-exported here.
+"""
 
 from __future__ import annotations
 
 import bisect
 import statistics
 from collections.abc import Iterable, Sequence
+
+from patchworks_async._windows import max_in_window
 
 
 def median(values: Iterable[float]) -> float:
@@ -16,21 +21,6 @@ def median(values: Iterable[float]) -> float:
 def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator``, ``nan`` when the denominator is 0."""
     return numerator / denominator if denominator else float("nan")
-
-
-def max_in_window(times: Sequence[float], window: float) -> int:
-    """The largest number of ``times`` in any half-open window ``[t, t + window)``.
-
-    ``times`` must be sorted. The busiest window always starts at one of the times,
-    so one pass with two pointers finds it.
-    """
-    best = 0
-    first = 0
-    for last, when in enumerate(times):
-        while times[first] <= when - window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def achieved_rate(times: Sequence[float]) -> float:
@@ -56,3 +46,6 @@ def per_second(times: Sequence[float], start: float, bucket: float = 1.0) -> lis
         counts.append(upto - previous)
         previous = upto
     return counts
+
+
+__all__ = ["achieved_rate", "max_in_window", "median", "per_second", "ratio"]

@@ -18,6 +18,7 @@ from typing import Final
 
 import attrs
 
+from .._windows import max_in_window
 from ..models import RateLimit
 
 #: A gap between two departures longer than this many of the limit's intervals is
@@ -106,26 +107,6 @@ def pacing(
     return Pacing(requests, seconds, paused, idle)
 
 
-def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
-    """The most events within any ``window`` seconds (a sliding window).
-
-    Args:
-        times: the events' times, in any order.
-        window: the window's length in seconds.
-
-    Returns:
-        The count of the busiest window.
-    """
-    ordered = sorted(times)
-    best = 0
-    first = 0
-    for last, moment in enumerate(ordered):
-        while moment - ordered[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
 def overall_rate(times: Sequence[float]) -> float:
     """Events a second from the first to the last (0 with fewer than two)."""
     if len(times) < 2:
@@ -188,8 +169,8 @@ def _rate_rows(report: DemoReport) -> list[tuple[str, str]]:
         ("rate over the whole run", _whole_run_text(whole, report, paced)),
         (
             "max requests in any 1 s",
-            f"{max_in_window(report.departures)} leaving the client (limit {report.rate}); "
-            f"{max_in_window(report.arrivals)} arriving at the server (arrival jitter)",
+            f"{max_in_window(report.departures, 1.0)} leaving the client (limit {report.rate}); "
+            f"{max_in_window(report.arrivals, 1.0)} arriving at the server (arrival jitter)",
         ),
     ]
 
