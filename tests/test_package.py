@@ -18,6 +18,7 @@ PURE = [
     "_sansio",
     "_validation",
     "_version",
+    "_windows",
     "models",
 ]
 
