@@ -5,6 +5,7 @@ The public API is what this module exports, plus the public submodules
 name starts with ``_`` is private.
 """
 
+from ._adaptive import AdaptiveQuota, QuotaFigures
 from ._backend import LimiterBackend
 from ._bulk import ReauthoriseOutcome
 from ._client import PatchworksClient
@@ -46,6 +47,7 @@ from .models import (
 
 __all__ = [
     "APIError",
+    "AdaptiveQuota",
     "AuthenticationError",
     "AuthoriseRequest",
     "Connector",
@@ -63,6 +65,7 @@ __all__ = [
     "PatchworksClient",
     "PatchworksError",
     "PermissionDeniedError",
+    "QuotaFigures",
     "RateLimit",
     "RateLimitError",
     "RateLimitState",

@@ -12,9 +12,11 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import aiohttp
+import attrs
 import backoff
 
 from . import _constants, _sansio
+from ._adaptive import AdaptiveQuota, QuotaTracker, check_adaptive_quota
 from ._backend import CallTracker, LimiterBackend
 from ._config import (
     bind_limiter,
@@ -32,9 +34,9 @@ from ._errors import (
     RateLimitError,
 )
 from ._events import Event, EventHook, EventKind, log_event, logger
-from ._limits import InstanceRegistry, Limiter, Limits, StrictLimiter
+from ._limits import AdaptiveLimiter, InstanceRegistry, Limiter, Limits, StrictLimiter
 from ._oauth import OAuth
-from ._ratelimit import RateLimitState, parse_rate_limit_headers
+from ._ratelimit import RateLimitState, parse_rate_limit_headers, parse_retry_after, read_quota
 from ._retry import RetryPolicy, decide
 from ._sansio import Request
 from ._transport import RawResponse, Timeout, Transport, check_session
@@ -70,6 +72,11 @@ class PatchworksClient:
         ssl_context: a custom ``ssl.SSLContext`` (certificates are verified by default).
         limiter: a shared limiter backend (``patchworks_async.redis.RedisLimiter``)
             used instead of the in-process limiters.
+        adaptive_quota: follow the server's ``X-RateLimit-Limit`` and
+            ``X-RateLimit-Remaining`` instead of only counting this client's calls
+            (``rate_limit`` is then the first guess and gives the window's length);
+            an :class:`AdaptiveQuota` sets a ``ceiling``. Off without ``rate_limit``
+            and with a ``limiter`` backend (README "Adaptive quota").
 
     Raises:
         InvalidRequestError: bad configuration, naming the argument.
@@ -93,6 +100,7 @@ class PatchworksClient:
         max_response_bytes: int = _constants.DEFAULT_MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
         limiter: LimiterBackend | None = None,
+        adaptive_quota: bool | AdaptiveQuota = False,
     ) -> None:
         self._auth = pick_auth(api_key, token, login)
         if login is not None:
@@ -112,6 +120,15 @@ class PatchworksClient:
         self.retry = retry if retry is not None else RetryPolicy.disabled()
         self.on_event = on_event
         self._backend = bind_limiter(limiter, api_key, token, login, self._auth)
+        self.adaptive_quota = check_adaptive_quota(adaptive_quota)
+        # Pure, so made now; the limiter that follows it is made inside the loop.
+        self._quota = (
+            QuotaTracker(
+                self.rate_limit, self.adaptive_quota.ceiling, max_pause=self.retry.max_retry_after
+            )
+            if self.adaptive_quota is not None and self.rate_limit is not None and limiter is None
+            else None
+        )
         self._transport = Transport(
             base_url=self.base_url,
             session=borrowed,
@@ -161,8 +178,15 @@ class PatchworksClient:
 
     @property
     def rate_limit_state(self) -> RateLimitState | None:
-        """The latest rate-limit figures the server sent, or ``None`` before any."""
-        return self._rate_limit_state
+        """The latest rate-limit figures the server sent, or ``None`` before any.
+
+        With ``adaptive_quota``, ``.quota`` holds what the client learnt from them.
+        """
+        state = self._rate_limit_state
+        if state is None or self._quota is None or self._limits is None:
+            return state
+        now = asyncio.get_running_loop().time() if _loop_running() else state.observed_at
+        return attrs.evolve(state, quota=self._quota.figures(now))
 
     @property
     def connections_opened(self) -> int:
@@ -234,7 +258,9 @@ class PatchworksClient:
         if self._closed:
             raise RuntimeError("the client is closed")
         client_limiter: Limiter | None = None
-        if self.rate_limit is not None:
+        if self._quota is not None:
+            client_limiter = AdaptiveLimiter(self._quota)
+        elif self.rate_limit is not None:
             client_limiter = (
                 self._backend.client_limiter(self.rate_limit)
                 if self._backend is not None
@@ -438,7 +464,12 @@ class PatchworksClient:
     ) -> dict[str, Any]:
         status = raw.status
         headers = raw.headers
-        if "X-RateLimit-Remaining" in headers or status == 429 or "Retry-After" in headers:
+        if (
+            self._quota is not None
+            or "X-RateLimit-Remaining" in headers
+            or status == 429
+            or "Retry-After" in headers
+        ):
             self._observe_limits(limits, raw)
         if _sansio.is_success(status):
             return _sansio.decode_success(
@@ -465,10 +496,13 @@ class PatchworksClient:
 
     def _observe_limits(self, limits: Limits, raw: RawResponse) -> None:
         now = time.time()
+        learnt = self._quota is not None and self._learn_quota(raw, now)
         state = parse_rate_limit_headers(raw.headers, now=now)
         if state is None:
             return
         self._rate_limit_state = state
+        if learnt:
+            return  # the adaptive limiter holds calls until the reset itself
         if state.remaining is not None and state.remaining <= 0 and raw.status != 429:
             # The quota is spent: hold every call until it resets (or a short default
             # when the server did not say when).
@@ -479,9 +513,31 @@ class PatchworksClient:
             )
             self._pause(limits, pause)
 
+    def _learn_quota(self, raw: RawResponse, now: float) -> bool:
+        """Feed the adaptive tracker one response; True when its figures were used."""
+        quota = self._quota
+        assert quota is not None  # only called in adaptive mode
+        headers = raw.headers
+        monotonic = asyncio.get_running_loop().time()
+        reading = read_quota(headers.get("X-RateLimit-Limit"), headers.get("X-RateLimit-Remaining"))
+        used = quota.observe(reading, monotonic, counted=raw.status != 429)
+        if raw.status == 429:
+            wait = parse_retry_after(headers.get("Retry-After"), now=now)
+            if wait is not None:
+                quota.observe_reset(wait, monotonic)
+        return used
+
     def _pause(self, limits: Limits, seconds: float) -> None:
         if seconds <= 0:
             return
         limits.gate.pause(seconds)
         if self._backend is not None:
             self._backend.pause(seconds)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

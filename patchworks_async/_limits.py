@@ -37,13 +37,17 @@ SAFETY_MARGIN)`` (99%) of the rate.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import OrderedDict
 from types import TracebackType
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from aiolimiter import AsyncLimiter
 
 from .models import RateLimit
+
+if TYPE_CHECKING:
+    from ._adaptive import QuotaTracker
 
 SAFETY_MARGIN: Final = 0.01
 #: Lateness one limiter makes up for, as a share of its period (half the margin).
@@ -92,6 +96,46 @@ class StrictLimiter:
         amount = min(seconds_since_grant * self._per_second, 1.0)
         if amount > 0:
             await self._limiter.acquire(amount)
+
+
+#: An adaptive wait looks at the figures again at least this often (responses to
+#: earlier calls keep changing them while it waits).
+RECHECK: Final = 1.0
+
+
+class AdaptiveLimiter:
+    """The client-wide limiter of ``adaptive_quota``: calls leave when a ``QuotaTracker`` says.
+
+    One call at a time waits for its turn (a lock), so the calls of every task in
+    the process follow the one tracker, in order. A call let go late by the event
+    loop leaves up to ``CATCH_UP`` of a spacing as credit for the next, as
+    ``StrictLimiter`` does.
+    """
+
+    __slots__ = ("_last", "_lock", "_tracker", "rate")
+
+    def __init__(self, tracker: QuotaTracker) -> None:
+        self.rate = tracker.configured
+        self._tracker = tracker
+        self._lock = asyncio.Lock()
+        self._last = -math.inf
+
+    async def acquire(self) -> None:
+        """Wait until the tracker lets the next call leave, and count it as leaving now."""
+        loop = asyncio.get_running_loop()
+        tracker = self._tracker
+        async with self._lock:
+            while True:
+                now = loop.time()
+                due = tracker.next_send(self._last, now)
+                if due <= now:
+                    break
+                await asyncio.sleep(min(due - now, RECHECK))
+            last = self._last
+            self._last = max(due, now - CATCH_UP * (due - last)) if last > -math.inf else now
+
+    async def recharge(self, seconds_since_grant: float) -> None:
+        """Nothing to do: only instance limiters are recharged."""
 
 
 class PauseGate:

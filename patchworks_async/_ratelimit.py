@@ -10,8 +10,12 @@ from __future__ import annotations
 import email.utils
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._adaptive import QuotaFigures
 
 
 @attrs.frozen(kw_only=True)
@@ -24,6 +28,8 @@ class RateLimitState:
         reset_at: ``X-RateLimit-Reset`` as epoch seconds, if sent.
         retry_after: the last ``Retry-After`` in seconds, if this response sent one.
         observed_at: epoch seconds when the response was read.
+        quota: with ``adaptive_quota``, what the client has learnt of the account's
+            quota and where each figure came from (``None`` otherwise).
     """
 
     limit: int | None = None
@@ -31,6 +37,7 @@ class RateLimitState:
     reset_at: float | None = None
     retry_after: float | None = None
     observed_at: float = 0.0
+    quota: QuotaFigures | None = None
 
     def pause_for(self, *, now: float) -> float:
         """Seconds to hold every call before sending, by these figures (0 for none).
@@ -107,3 +114,63 @@ def parse_rate_limit_headers(headers: Mapping[str, str], *, now: float) -> RateL
         retry_after=retry_after,
         observed_at=now,
     )
+
+
+#: Why a response's quota headers were not used (the keys of ``ignored`` counts).
+MISSING: Final = "missing"
+NOT_A_NUMBER: Final = "not a number"
+NEGATIVE: Final = "negative"
+ZERO_LIMIT: Final = "limit of 0"
+REMAINING_ABOVE_LIMIT: Final = "remaining above limit"
+LIMIT_JUMPED: Final = "limit jumped"
+REMAINING_JUMPED: Final = "remaining jumped"
+
+# Digits, nothing else (``int()`` would also take "+5", "1_000" and non-ASCII digits).
+_DIGITS: Final = frozenset("0123456789")
+# An X-RateLimit-* value longer than this is not a quota anybody has.
+_MAX_DIGITS: Final = 12
+
+
+@attrs.frozen
+class QuotaReading:
+    """One response's ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining``, both sane."""
+
+    limit: int
+    remaining: int
+
+
+def _count(value: str) -> int | str:
+    """A header value as a whole number, or the reason it is not one."""
+    text = value.strip()
+    if text.startswith("-") and text[1:] and set(text[1:]) <= _DIGITS:
+        return NEGATIVE
+    if not text or len(text) > _MAX_DIGITS or not set(text) <= _DIGITS:
+        return NOT_A_NUMBER
+    return int(text)
+
+
+def read_quota(limit: str | None, remaining: str | None) -> QuotaReading | str:
+    """Check the two quota headers of one response.
+
+    Args:
+        limit: the ``X-RateLimit-Limit`` value as sent, or ``None``.
+        remaining: the ``X-RateLimit-Remaining`` value as sent, or ``None``.
+
+    Returns:
+        A :class:`QuotaReading`, or the reason the pair is unusable (one of
+        ``MISSING``, ``NOT_A_NUMBER``, ``NEGATIVE``, ``ZERO_LIMIT``,
+        ``REMAINING_ABOVE_LIMIT``). Jumps need history: ``_adaptive`` judges them.
+    """
+    if limit is None or remaining is None:
+        return MISSING
+    parsed_limit = _count(limit)
+    if isinstance(parsed_limit, str):
+        return parsed_limit
+    parsed_remaining = _count(remaining)
+    if isinstance(parsed_remaining, str):
+        return parsed_remaining
+    if parsed_limit == 0:
+        return ZERO_LIMIT
+    if parsed_remaining > parsed_limit:
+        return REMAINING_ABOVE_LIMIT
+    return QuotaReading(parsed_limit, parsed_remaining)

@@ -9,6 +9,7 @@ import patchworks_async
 
 PACKAGE = pathlib.Path(patchworks_async.__file__).parent
 PURE = [
+    "_adaptive",
     "_constants",
     "_convert",
     "_errors",

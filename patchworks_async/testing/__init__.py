@@ -14,6 +14,20 @@ Run it on its own with ``patchworks-async fake-server --port 8080 --instances 3`
 
 from __future__ import annotations
 
-from ._server import FakePatchworks, Fault, FaultKind, RecordedRequest
+from ._server import (
+    AccountQuota,
+    BackgroundConsumer,
+    FakePatchworks,
+    Fault,
+    FaultKind,
+    RecordedRequest,
+)
 
-__all__ = ["FakePatchworks", "Fault", "FaultKind", "RecordedRequest"]
+__all__ = [
+    "AccountQuota",
+    "BackgroundConsumer",
+    "FakePatchworks",
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+]

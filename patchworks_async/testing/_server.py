@@ -29,7 +29,14 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["FakePatchworks", "Fault", "FaultKind", "RecordedRequest"]
+__all__ = [
+    "AccountQuota",
+    "BackgroundConsumer",
+    "FakePatchworks",
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+]
 
 FaultKind = Literal[
     "status", "delay", "drop", "truncate", "malformed_json", "html", "not_object", "redirect"
@@ -394,6 +401,145 @@ def _answer(status: int, payload: Any, headers: dict[str, str]) -> _Answer:
     return _Answer(status, orjson.dumps(payload), headers)
 
 
+# -- the account quota: a pure model with an injected clock (no aiohttp, no asyncio) ------
+
+
+def _check_share(_: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{attribute.name} must be a number from 0 to 1, got {value!r}")
+
+
+def _check_burst(_: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an integer of at least 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BackgroundConsumer:
+    """Another consumer of the same API key (a dashboard, another job), for ``FakePatchworks``.
+
+    It spends ``share`` of the quota: ``share * quota`` requests per window,
+    steadily (``burst=1``: evenly spaced) or in bursts of ``burst`` requests sent
+    at once, the bursts evenly spaced. It starts ``offset`` seconds after the server.
+    Its requests are counted against the key like any other: over the quota they
+    are refused (``FakePatchworks.background_denied``).
+    """
+
+    share: float = attrs.field(validator=_check_share)
+    burst: int = attrs.field(default=1, validator=_check_burst)
+    offset: float = attrs.field(default=0.0, validator=_check_delay)
+
+    def spacing(self, quota: int, window: float) -> float:
+        """Seconds between two bursts (``inf`` when it sends nothing).
+
+        Args:
+            quota: the key's requests per window.
+            window: the window's length in seconds.
+
+        Returns:
+            The spacing of its bursts, in seconds.
+        """
+        per_window = self.share * quota
+        return window * self.burst / per_window if per_window > 0 else math.inf
+
+
+@attrs.frozen
+class QuotaDecision:
+    """One counted request's fate, and the figures for its headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: int | None = None
+
+
+class AccountQuota:
+    """Laravel's throttle, per key: a fixed window that starts at the key's first hit.
+
+    A window starts at the first request of a key after the last window expired
+    and lasts ``window`` seconds; up to ``limit`` requests are allowed in it, and
+    refused ones are not counted. The background consumer's requests are applied
+    lazily, each at its own time and in order, before any request of its key is
+    counted: exact, with no task.
+
+    Args:
+        limit: requests per window.
+        window: the window's length, in seconds.
+        clock: the time, in seconds (monotonic).
+        background: another consumer of ``background_key``, or ``None``.
+        background_key: the key it spends (the fake's API key).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float],
+        background: BackgroundConsumer | None = None,
+        background_key: str = "",
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.background = background
+        self.background_sent = 0
+        self.background_denied = 0
+        self._clock = clock
+        self._background_key = background_key
+        self._windows: dict[str, list[float]] = {}  # key -> [window start, count]
+        self._next_burst = math.inf
+
+    def begin(self) -> None:
+        """Start the background consumer (the server started now)."""
+        if self.background is not None:
+            self._next_burst = self._clock() + self.background.offset
+
+    def reset(self) -> None:
+        """Forget every window: every key starts afresh."""
+        self._windows.clear()
+
+    def hit(self, key: str) -> QuotaDecision:
+        """Count one request of ``key`` now.
+
+        Args:
+            key: the credential (the ``Authorization`` value).
+
+        Returns:
+            Whether it is allowed, and the figures for its headers.
+        """
+        now = self._clock()
+        if key == self._background_key:
+            self.catch_up(now)
+        return self._count(key, now)
+
+    def catch_up(self, now: float) -> None:
+        """Apply the background consumer's requests due by ``now``, each at its own time.
+
+        Args:
+            now: the time, on the model's clock.
+        """
+        background = self.background
+        if background is None:
+            return
+        spacing = background.spacing(self.limit, self.window)
+        while self._next_burst <= now:
+            for _ in range(background.burst):
+                if self._count(self._background_key, self._next_burst).allowed:
+                    self.background_sent += 1
+                else:
+                    self.background_denied += 1
+            self._next_burst += spacing
+
+    def _count(self, key: str, now: float) -> QuotaDecision:
+        window = self._windows.get(key)
+        if window is None or now >= window[0] + self.window:
+            window = self._windows[key] = [now, 0.0]
+        if window[1] >= self.limit:
+            retry_after = max(1, math.ceil(window[0] + self.window - now))
+            return QuotaDecision(False, self.limit, 0, retry_after)
+        window[1] += 1
+        return QuotaDecision(True, self.limit, self.limit - int(window[1]))
+
+
 class _CountingServer(web.Server):
     """The low-level aiohttp server, numbering the TCP connections it accepts."""
 
@@ -450,6 +596,13 @@ class FakePatchworks:
     ``fault_counts``; both are kept even when ``record`` is False, as is ``malformed``.
     ``login_count`` counts successful logins (tokens issued by the login endpoint).
 
+    The quota is an :class:`AccountQuota` (``quota_model``; Laravel's throttle).
+    ``background`` adds a :class:`BackgroundConsumer` that spends part of the API
+    key's quota, so that a client can be tried on a shared key; ``background_sent``
+    and ``background_denied`` count its requests. ``clock`` (default
+    ``time.monotonic``) times token expiry, quota windows and the background
+    consumer: pass the event loop's ``loop.time`` to run on a virtual clock.
+
     Attributes:
         url: the API's origin, ``http://127.0.0.1:<port>`` (set by ``start``): pass it
             as ``PatchworksClient(base_url=...)``.
@@ -462,6 +615,8 @@ class FakePatchworks:
             of its fields plus ``reauthorise_count``.
         requests: every request, as :class:`RecordedRequest` (when ``record``).
         request_count, authorise_count, login_count, connections_opened: counters.
+        quota_model: the :class:`AccountQuota` behind ``quota``.
+        background_sent, background_denied: the background consumer's requests.
 
     Args:
         api_key: the API key to accept; default: a random ``pw_test_...`` key.
@@ -474,9 +629,13 @@ class FakePatchworks:
         port: the port; 0 picks a free one (``port`` holds it once started).
         record: keep every request in ``requests`` (turn off for long runs).
         latency: seconds to wait before every answer.
+        background: another consumer spending part of the API key's quota, or ``None``.
+        clock: the time for token expiry, quota windows and ``background``
+            (default ``time.monotonic``).
 
     Raises:
-        ValueError: ``quota`` is negative or ``quota_window`` is not positive.
+        ValueError: ``quota`` is negative, ``quota_window`` is not positive, or
+            ``background`` is given without a ``quota``.
     """
 
     def __init__(
@@ -492,11 +651,15 @@ class FakePatchworks:
         port: int = 0,
         record: bool = True,
         latency: float = 0.0,
+        background: BackgroundConsumer | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if quota is not None and quota < 0:
             raise ValueError("quota must be >= 0 or None")
         if quota_window <= 0:
             raise ValueError("quota_window must be > 0")
+        if background is not None and quota is None:
+            raise ValueError("background needs a quota to spend")
         self.api_key: str = api_key if api_key is not None else f"pw_test_{secrets.token_hex(16)}"
         self.username: str = username
         self.password: str = password if password is not None else secrets.token_urlsafe(18)
@@ -523,10 +686,13 @@ class FakePatchworks:
         self.connections_opened = 0
 
         # Token expiry and quota windows read this clock (tests may replace it).
-        self._clock: Callable[[], float] = time.monotonic
+        self._clock: Callable[[], float] = clock or time.monotonic
         self._connection_ids: dict[RequestHandler, int] = {}
         self._tokens: dict[str, float] = {}
-        self._windows: dict[str, list[float]] = {}  # credential -> [window start, count]
+        # Read through self._clock at each call: tests may replace the clock.
+        self.quota_model = AccountQuota(
+            quota or 0, quota_window, lambda: self._clock(), background, self.api_key
+        )
         self._next_id = 1
         self._scripted: list[tuple[Fault, str | None]] = []
         self._rate: tuple[float, tuple[Fault, ...], random.Random, str | None] | None = None
@@ -568,6 +734,7 @@ class FakePatchworks:
             self.port = port
             self.url = f"http://{_url_host(host)}:{port}"
             self.login_url = self.url + LOGIN_PATH
+            self.quota_model.begin()
 
             target = web.Server(
                 self._handle_redirect_target, request_factory=_make_request, access_log=None
@@ -712,7 +879,7 @@ class FakePatchworks:
         Returns:
             None.
         """
-        self._windows.clear()
+        self.quota_model.reset()
 
     # -- internals --------------------------------------------------------------------
 
@@ -916,25 +1083,27 @@ class FakePatchworks:
             return expires is not None and self._clock() < expires
         return secrets.compare_digest(credential.encode(), self.api_key.encode())
 
+    @property
+    def background_sent(self) -> int:
+        """Requests of the background consumer that the quota allowed."""
+        return self.quota_model.background_sent
+
+    @property
+    def background_denied(self) -> int:
+        """Requests of the background consumer refused for the quota."""
+        return self.quota_model.background_denied
+
     def _throttle(self, credential: str, headers: dict[str, str]) -> bool:
         """Count one request; fill the rate-limit headers; False when over the quota."""
-        quota = self.quota
-        if quota is None:
+        if self.quota is None:
             return True
-        now = self._clock()
-        window = self._windows.get(credential)
-        if window is None or now >= window[0] + self.quota_window:
-            window = self._windows[credential] = [now, 0.0]
-        headers["X-RateLimit-Limit"] = str(quota)
-        if window[1] >= quota:
-            retry_after = max(1, math.ceil(window[0] + self.quota_window - now))
-            headers["X-RateLimit-Remaining"] = "0"
-            headers["Retry-After"] = str(retry_after)
-            headers["X-RateLimit-Reset"] = str(int(time.time()) + retry_after)
-            return False
-        window[1] += 1
-        headers["X-RateLimit-Remaining"] = str(quota - int(window[1]))
-        return True
+        decision = self.quota_model.hit(credential)
+        headers["X-RateLimit-Limit"] = str(decision.limit)
+        headers["X-RateLimit-Remaining"] = str(decision.remaining)
+        if decision.retry_after is not None:
+            headers["Retry-After"] = str(decision.retry_after)
+            headers["X-RateLimit-Reset"] = str(int(time.time()) + decision.retry_after)
+        return decision.allowed
 
     def _login(self, request: web.BaseRequest, body: bytes) -> tuple[_Answer, bool]:
         headers = _base_headers()

@@ -1,0 +1,322 @@
+"""Adaptive quota: the pace the server's own rate headers allow. Pure: no I/O, no event loop.
+
+The Core API's quota is per account and shared by every consumer of the key; the
+server sends ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` on every response
+(Laravel's throttle: a fixed window per key, which starts at the first counted
+request after the last one expired; DOMAIN.md). :class:`QuotaTracker` follows them:
+
+- **The limit.** ``X-RateLimit-Limit`` requests per window replace the configured
+  guess, never above the user's ``ceiling``. The window's length is the configured
+  rate's unit (the documented quota is per minute): the headers do not say it.
+- **The window.** Its start is unknown until ``Remaining`` rises (a new window),
+  or a 429 says when it resets; until then the window is assumed to have begun at
+  the first reading, so its reset is never assumed earlier than it can be.
+- **The others.** What the other consumers of the key spent since the window's
+  first reading is what ``Remaining`` fell by, less this client's own responses.
+  Once a whole window has been watched, they are expected to spend in this window
+  what they spent in the last (bursts then cost nothing: a burst already spent is
+  not reserved again); before that, their rate so far is expected to go on.
+  What they are expected to spend before the reset is reserved for them.
+- **The pace.** What is left after that reserve is spread evenly over the time to
+  the reset. Nothing left: wait for the reset.
+
+Readings that make no sense leave the last good figures (or the configured limit)
+in force and are counted by reason (``ignored``): missing or malformed headers
+(``_ratelimit.read_quota``), a limit that changes without being confirmed by
+``CONFIRMATIONS`` readings in a row, a ``Remaining`` that rises sooner than half a
+window after the window began. No wait is ever longer than ``max_pause``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Final, Literal
+
+import attrs
+
+from ._errors import InvalidRequestError
+from ._ratelimit import LIMIT_JUMPED, REMAINING_JUMPED, QuotaReading
+from .models import RateLimit
+
+#: Readings in a row that a new ``X-RateLimit-Limit`` needs before it is believed.
+CONFIRMATIONS: Final = 3
+#: The spacing is stretched by this much (as the strict limiters' is, ``_limits``).
+SAFETY_MARGIN: Final = 0.01
+#: Kept back from what the others leave: a share of the limit, plus one request
+#: (requests in flight are not in ``Remaining`` yet; clocks are not exact).
+RESERVE_SHARE: Final = 0.005
+
+#: A window watched for this share of its length counts as a whole one.
+WHOLE: Final = 0.9
+
+LimitSource = Literal["configured", "server"]
+
+
+def _check_ceiling(
+    _instance: object, attribute: attrs.Attribute[RateLimit | None], value: object
+) -> None:
+    if value is not None and not isinstance(value, RateLimit):
+        raise ValueError(f"{attribute.name} must be a RateLimit or None")
+
+
+@attrs.frozen(kw_only=True)
+class AdaptiveQuota:
+    """How the client follows the server's ``X-RateLimit-*`` headers (``adaptive_quota=``).
+
+    ``adaptive_quota=True`` is ``AdaptiveQuota()``.
+
+    Attributes:
+        ceiling: the client never sends faster than this, whatever the server's
+            headers say (``None``: the server's limit is trusted, once confirmed).
+    """
+
+    ceiling: RateLimit | None = attrs.field(default=None, validator=_check_ceiling)
+
+
+def check_adaptive_quota(value: object) -> AdaptiveQuota | None:
+    """The client's ``adaptive_quota`` as a value: ``True`` is ``AdaptiveQuota()``, ``False`` None.
+
+    Args:
+        value: what the caller passed.
+
+    Returns:
+        The :class:`AdaptiveQuota` to follow, or ``None`` for the configured limit only.
+
+    Raises:
+        InvalidRequestError: neither a bool nor an AdaptiveQuota, naming ``adaptive_quota``.
+    """
+    if value is True:
+        return AdaptiveQuota()
+    if value is False:
+        return None
+    if isinstance(value, AdaptiveQuota):
+        return value
+    raise InvalidRequestError(
+        "adaptive_quota must be True, False or an AdaptiveQuota", field="adaptive_quota"
+    )
+
+
+@attrs.frozen(kw_only=True)
+class QuotaFigures:
+    """What the client has learnt of the account's quota (``rate_limit_state.quota``).
+
+    Attributes:
+        limit: requests per window the client paces by.
+        limit_source: ``"server"`` (``X-RateLimit-Limit``) or ``"configured"``.
+        window_seconds: the window's length (the configured rate's unit).
+        remaining: the lowest ``X-RateLimit-Remaining`` of this window, if known.
+        resets_in: seconds until the window resets, at the latest (``None``: unknown).
+        window_start_known: True once a rise of ``Remaining`` or a 429 showed when
+            a window begins; before that the reset is a conservative guess.
+        others_per_second: the other consumers' spending, as estimated.
+        pace_per_second: the rate the client allows itself now.
+        readings: readings used so far.
+        ignored: readings not used, by reason.
+    """
+
+    limit: int
+    limit_source: LimitSource
+    window_seconds: float
+    remaining: int | None
+    resets_in: float | None
+    window_start_known: bool
+    others_per_second: float
+    pace_per_second: float
+    readings: int
+    ignored: dict[str, int]
+
+
+class QuotaTracker:
+    """Learns the account's quota from responses and says when the next call may leave.
+
+    One per client, shared by all its callers. Times are the caller's monotonic
+    clock (the event loop's), passed in: the tracker reads no clock itself.
+
+    Args:
+        configured: the client's ``rate_limit``: the guess before any reading, and
+            the window's length (its unit).
+        ceiling: never faster than this (``None``: no ceiling).
+        max_pause: no wait it asks for is longer than this, in seconds.
+    """
+
+    def __init__(
+        self, configured: RateLimit, ceiling: RateLimit | None, *, max_pause: float
+    ) -> None:
+        self.configured = configured
+        self.ceiling = ceiling
+        self.window = configured.period
+        self.max_pause = max_pause
+        self.limit = configured.duration
+        self.limit_source: LimitSource = "configured"
+        self.readings = 0
+        self.ignored: Counter[str] = Counter()
+        self._candidate = (0, 0)  # a new limit not yet confirmed, and how often seen
+        self._min_gap = self._gap_for(self.limit)
+        # The window: when it began (at the latest), and what was seen in it.
+        self._start: float | None = None
+        self._start_known = False
+        self._first_at = 0.0  # the window's first reading: its time and Remaining
+        self._first_remaining = 0
+        self._remaining = 0  # the lowest Remaining of the window
+        self._ours = 0  # our counted responses in the window after its first reading
+        # What the others spent in the last window, and over how long it was watched.
+        self._prior = (0, 0.0)
+
+    def _gap_for(self, limit: int) -> float:
+        per_second = limit / self.window
+        if self.ceiling is not None:
+            per_second = min(per_second, self.ceiling.per_second)
+        return (1 + SAFETY_MARGIN) / per_second
+
+    # -- learning ------------------------------------------------------------------------
+
+    def observe(self, reading: QuotaReading | str, now: float, *, counted: bool = True) -> bool:
+        """Learn from one response's quota headers.
+
+        Args:
+            reading: ``_ratelimit.read_quota``'s result: the figures, or why not.
+            now: the monotonic time the response was read.
+            counted: False for a response the server did not count (a 429).
+
+        Returns:
+            True when the reading was used, False when it was ignored (and counted).
+        """
+        if isinstance(reading, str):
+            self.ignored[reading] += 1
+            return False
+        if not self._limit_agrees(reading.limit):
+            self.ignored[LIMIT_JUMPED] += 1
+            return False
+        start = self._start
+        if start is None or now >= start + self.window:
+            self._new_window(reading, now, known=start is not None)
+        elif reading.remaining > self._remaining:
+            if self._start_known and now < start + self.window / 2:
+                # Laravel's window lasts a whole window: no reset this soon.
+                self.ignored[REMAINING_JUMPED] += 1
+                return False
+            self._new_window(reading, now, known=True)
+        else:
+            self._remaining = reading.remaining
+            self._ours += counted
+        self.readings += 1
+        return True
+
+    def _limit_agrees(self, limit: int) -> bool:
+        """True when ``limit`` is the one in force (or, confirmed, replaces it)."""
+        if self.limit_source == "server" and limit == self.limit:
+            self._candidate = (0, 0)
+            return True
+        value, seen = self._candidate
+        seen = seen + 1 if value == limit else 1
+        if self.limit_source == "server" and seen < CONFIRMATIONS:
+            self._candidate = (limit, seen)
+            return False
+        # The first limit the server states is believed at once; a change, once confirmed.
+        self._candidate = (0, 0)
+        self.limit = limit
+        self.limit_source = "server"
+        self._min_gap = self._gap_for(limit)
+        self._start = None  # figures of another limit say nothing of this one's window
+        self._prior = (0, 0.0)
+        return True
+
+    def _new_window(self, reading: QuotaReading, now: float, *, known: bool) -> None:
+        if self._start is not None:
+            self._prior = (self._others_spent(), now - self._first_at)
+        # The window began at or before ``now``: taking ``now`` puts the reset as
+        # late as it can be, so the pace is never faster than the truth allows.
+        self._start = now
+        self._start_known = known
+        self._first_at = now
+        self._first_remaining = self._remaining = reading.remaining
+        self._ours = 0
+
+    def observe_reset(self, seconds: float, now: float) -> None:
+        """A 429 said the window resets in ``seconds`` (``Retry-After``).
+
+        Args:
+            seconds: the time to the reset, as the server said (already non-negative).
+            now: the monotonic time the response was read.
+        """
+        if self._start is None or not 0 < seconds <= self.window:
+            return
+        self._start = now + seconds - self.window
+        self._start_known = True
+
+    # -- pacing ----------------------------------------------------------------------------
+
+    def others_per_second(self, now: float) -> float:
+        """The other consumers' estimated spending, from this window's readings and the last's.
+
+        Args:
+            now: the current monotonic time.
+
+        Returns:
+            Requests per second, over this window and the last one's whole length.
+        """
+        prior_spent, prior_elapsed = self._prior
+        spent = self._others_spent() + prior_spent
+        elapsed = now - self._first_at + prior_elapsed
+        if spent <= 0 or elapsed <= 0:
+            return 0.0
+        return spent / elapsed
+
+    def _others_spent(self) -> int:
+        return max(self._first_remaining - self._remaining - self._ours, 0)
+
+    def next_send(self, last: float, now: float) -> float:
+        """When the next call may leave, given when the last one did.
+
+        Args:
+            last: the monotonic time the last call left (``-inf`` for none).
+            now: the current monotonic time.
+
+        Returns:
+            A monotonic time, never before ``last`` plus the limit's even spacing
+            and never more than ``max_pause`` after ``now``.
+        """
+        gap = self._min_gap
+        start = self._start
+        if start is not None:
+            left = start + self.window - now
+            if left > 0:
+                budget = self._budget(left, now)
+                if budget < 1:
+                    return min(now + left, now + self.max_pause)
+                gap = max(gap, left / budget)
+        return min(last + gap, now + self.max_pause)
+
+    def _budget(self, left: float, now: float) -> float:
+        prior_spent, prior_elapsed = self._prior
+        if prior_elapsed >= self.window * WHOLE:
+            others = max(prior_spent - self._others_spent(), 0.0)
+        else:
+            others = self.others_per_second(now) * left
+        return self._remaining - others - RESERVE_SHARE * self.limit - 1
+
+    def figures(self, now: float) -> QuotaFigures:
+        """What has been learnt, for ``rate_limit_state``.
+
+        Args:
+            now: the current monotonic time.
+
+        Returns:
+            A :class:`QuotaFigures` snapshot.
+        """
+        start = self._start
+        resets_in = max(start + self.window - now, 0.0) if start is not None else None
+        gap = max(self.next_send(now, now) - now, self._min_gap)
+        return QuotaFigures(
+            limit=self.limit,
+            limit_source=self.limit_source,
+            window_seconds=self.window,
+            remaining=self._remaining if start is not None else None,
+            resets_in=resets_in,
+            window_start_known=self._start_known,
+            others_per_second=self.others_per_second(now) if start is not None else 0.0,
+            pace_per_second=1 / gap if gap > 0 and math.isfinite(gap) else 0.0,
+            readings=self.readings,
+            ignored=dict(self.ignored),
+        )
