@@ -14,8 +14,9 @@ request after the last one expired; DOMAIN.md). :class:`QuotaTracker` follows th
 - **The others.** What the other consumers of the key spent since the window's
   first reading is what ``Remaining`` fell by, less this client's own responses.
   Once a whole window has been watched, they are expected to spend in this window
-  what they spent in the last (bursts then cost nothing: a burst already spent is
-  not reserved again); before that, their rate so far is expected to go on.
+  what they spent on average in the last ``HISTORY`` whole windows (so a burst
+  already spent is not reserved again); before that, their rate so far is
+  expected to go on until the reset.
   What they are expected to spend before the reset is reserved for them.
 - **The pace.** What is left after that reserve is spread evenly over the time to
   the reset. Nothing left: wait for the reset.
@@ -30,13 +31,13 @@ window after the window began. No wait is ever longer than ``max_pause``.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from typing import Final, Literal
 
 import attrs
 
 from ._errors import InvalidRequestError
-from ._ratelimit import LIMIT_JUMPED, REMAINING_JUMPED, QuotaReading
+from ._ratelimit import LIMIT_JUMPED, MISSING, REMAINING_JUMPED, QuotaReading
 from .models import RateLimit
 
 #: Readings in a row that a new ``X-RateLimit-Limit`` needs before it is believed.
@@ -49,6 +50,8 @@ RESERVE_SHARE: Final = 0.005
 
 #: A window watched for this share of its length counts as a whole one.
 WHOLE: Final = 0.9
+#: Whole windows whose spending by the others is averaged into the expectation.
+HISTORY: Final = 3
 
 LimitSource = Literal["configured", "server"]
 
@@ -151,17 +154,21 @@ class QuotaTracker:
         self.limit_source: LimitSource = "configured"
         self.readings = 0
         self.ignored: Counter[str] = Counter()
+        #: Responses with no ``X-RateLimit-Remaining`` at all (the client counts them).
+        self.missing = 0
         self._candidate = (0, 0)  # a new limit not yet confirmed, and how often seen
         self._min_gap = self._gap_for(self.limit)
         # The window: when it began (at the latest), and what was seen in it.
         self._start: float | None = None
         self._start_known = False
         self._first_at = 0.0  # the window's first reading: its time and Remaining
-        self._first_remaining = 0
+        # What the window held before the first reading's request was counted: the
+        # whole limit when the window was seen to begin, else that reading's figure.
+        self._baseline = 0
         self._remaining = 0  # the lowest Remaining of the window
-        self._ours = 0  # our counted responses in the window after its first reading
-        # What the others spent in the last window, and over how long it was watched.
-        self._prior = (0, 0.0)
+        self._ours = 0  # our counted responses in the window
+        # What the others spent in each of the last whole windows watched.
+        self._history: deque[int] = deque(maxlen=HISTORY)
 
     def _gap_for(self, limit: int) -> float:
         per_second = limit / self.window
@@ -190,13 +197,13 @@ class QuotaTracker:
             return False
         start = self._start
         if start is None or now >= start + self.window:
-            self._new_window(reading, now, known=start is not None)
+            self._new_window(reading, now, known=start is not None, counted=counted)
         elif reading.remaining > self._remaining:
             if self._start_known and now < start + self.window / 2:
                 # Laravel's window lasts a whole window: no reset this soon.
                 self.ignored[REMAINING_JUMPED] += 1
                 return False
-            self._new_window(reading, now, known=True)
+            self._new_window(reading, now, known=True, counted=counted)
         else:
             self._remaining = reading.remaining
             self._ours += counted
@@ -219,19 +226,22 @@ class QuotaTracker:
         self.limit_source = "server"
         self._min_gap = self._gap_for(limit)
         self._start = None  # figures of another limit say nothing of this one's window
-        self._prior = (0, 0.0)
+        self._history.clear()
         return True
 
-    def _new_window(self, reading: QuotaReading, now: float, *, known: bool) -> None:
-        if self._start is not None:
-            self._prior = (self._others_spent(), now - self._first_at)
+    def _new_window(self, reading: QuotaReading, now: float, *, known: bool, counted: bool) -> None:
+        if self._start is not None and now - self._first_at >= self.window * WHOLE:
+            self._history.append(self._others_spent())
         # The window began at or before ``now``: taking ``now`` puts the reset as
         # late as it can be, so the pace is never faster than the truth allows.
         self._start = now
         self._start_known = known
         self._first_at = now
-        self._first_remaining = self._remaining = reading.remaining
-        self._ours = 0
+        self._remaining = reading.remaining
+        self._ours = int(counted)
+        # Seen to begin: all it lost but ours went to the others, even before this
+        # reading. Else what was spent before we looked is nobody's rate.
+        self._baseline = self.limit if known else reading.remaining + self._ours
 
     def observe_reset(self, seconds: float, now: float) -> None:
         """A 429 said the window resets in ``seconds`` (``Retry-After``).
@@ -248,23 +258,22 @@ class QuotaTracker:
     # -- pacing ----------------------------------------------------------------------------
 
     def others_per_second(self, now: float) -> float:
-        """The other consumers' estimated spending, from this window's readings and the last's.
+        """The other consumers' estimated spending, over this window and the last whole ones.
 
         Args:
             now: the current monotonic time.
 
         Returns:
-            Requests per second, over this window and the last one's whole length.
+            Requests per second (0 before two readings).
         """
-        prior_spent, prior_elapsed = self._prior
-        spent = self._others_spent() + prior_spent
-        elapsed = now - self._first_at + prior_elapsed
+        spent = self._others_spent() + sum(self._history)
+        elapsed = now - self._first_at + len(self._history) * self.window
         if spent <= 0 or elapsed <= 0:
             return 0.0
         return spent / elapsed
 
     def _others_spent(self) -> int:
-        return max(self._first_remaining - self._remaining - self._ours, 0)
+        return max(self._baseline - self._remaining - self._ours, 0)
 
     def next_send(self, last: float, now: float) -> float:
         """When the next call may leave, given when the last one did.
@@ -289,12 +298,24 @@ class QuotaTracker:
         return min(last + gap, now + self.max_pause)
 
     def _budget(self, left: float, now: float) -> float:
-        prior_spent, prior_elapsed = self._prior
-        if prior_elapsed >= self.window * WHOLE:
-            others = max(prior_spent - self._others_spent(), 0.0)
+        history = self._history
+        if history:
+            # A burst already spent in this window is not reserved a second time.
+            others = max(sum(history) / len(history) - self._others_spent(), 0.0)
         else:
             others = self.others_per_second(now) * left
         return self._remaining - others - RESERVE_SHARE * self.limit - 1
+
+    def ignored_counts(self) -> dict[str, int]:
+        """Readings not used, by reason (responses without the headers as ``"missing"``).
+
+        Returns:
+            A new dict, reason -> count.
+        """
+        counts = dict(self.ignored)
+        if self.missing:
+            counts[MISSING] = counts.get(MISSING, 0) + self.missing
+        return counts
 
     def figures(self, now: float) -> QuotaFigures:
         """What has been learnt, for ``rate_limit_state``.
@@ -318,5 +339,5 @@ class QuotaTracker:
             others_per_second=self.others_per_second(now) if start is not None else 0.0,
             pace_per_second=1 / gap if gap > 0 and math.isfinite(gap) else 0.0,
             readings=self.readings,
-            ignored=dict(self.ignored),
+            ignored=self.ignored_counts(),
         )

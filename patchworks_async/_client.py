@@ -100,7 +100,7 @@ class PatchworksClient:
         max_response_bytes: int = _constants.DEFAULT_MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
         limiter: LimiterBackend | None = None,
-        adaptive_quota: bool | AdaptiveQuota = False,
+        adaptive_quota: bool | AdaptiveQuota = True,
     ) -> None:
         self._auth = pick_auth(api_key, token, login)
         if login is not None:
@@ -464,13 +464,10 @@ class PatchworksClient:
     ) -> dict[str, Any]:
         status = raw.status
         headers = raw.headers
-        if (
-            self._quota is not None
-            or "X-RateLimit-Remaining" in headers
-            or status == 429
-            or "Retry-After" in headers
-        ):
+        if "X-RateLimit-Remaining" in headers or status == 429 or "Retry-After" in headers:
             self._observe_limits(limits, raw)
+        elif self._quota is not None:
+            self._quota.missing += 1  # counted, not parsed: this runs on every response
         if _sansio.is_success(status):
             return _sansio.decode_success(
                 status=status, method=request.method, url=raw.url, body=raw.body

@@ -106,17 +106,20 @@ RECHECK: Final = 1.0
 class AdaptiveLimiter:
     """The client-wide limiter of ``adaptive_quota``: calls leave when a ``QuotaTracker`` says.
 
-    One call at a time waits for its turn (a lock), so the calls of every task in
-    the process follow the one tracker, in order. A call let go late by the event
-    loop leaves up to ``CATCH_UP`` of a spacing as credit for the next, as
-    ``StrictLimiter`` does.
+    Until the server has sent one usable reading it is the configured
+    ``StrictLimiter`` exactly (bursts included), so a server that sends no quota
+    headers sees no change. Then one call at a time waits for its turn (a lock),
+    so the calls of every task in the process follow the one tracker, in order. A
+    call let go late by the event loop leaves up to ``CATCH_UP`` of a spacing as
+    credit for the next, as ``StrictLimiter`` does.
     """
 
-    __slots__ = ("_last", "_lock", "_tracker", "rate")
+    __slots__ = ("_configured", "_last", "_lock", "_tracker", "rate")
 
     def __init__(self, tracker: QuotaTracker) -> None:
         self.rate = tracker.configured
         self._tracker = tracker
+        self._configured = StrictLimiter(tracker.configured)
         self._lock = asyncio.Lock()
         self._last = -math.inf
 
@@ -124,6 +127,10 @@ class AdaptiveLimiter:
         """Wait until the tracker lets the next call leave, and count it as leaving now."""
         loop = asyncio.get_running_loop()
         tracker = self._tracker
+        if not tracker.readings:
+            await self._configured.acquire()
+            self._last = loop.time()
+            return
         async with self._lock:
             while True:
                 now = loop.time()
