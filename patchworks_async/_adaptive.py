@@ -158,6 +158,7 @@ class QuotaTracker:
         self.missing = 0
         self._candidate = (0, 0)  # a new limit not yet confirmed, and how often seen
         self._min_gap = self._gap_for(self.limit)
+        self._ceiling_gap = (1 + SAFETY_MARGIN) / ceiling.per_second if ceiling else 0.0
         # The window: when it began (at the latest), and what was seen in it.
         self._start: float | None = None
         self._start_known = False
@@ -283,19 +284,20 @@ class QuotaTracker:
             now: the current monotonic time.
 
         Returns:
-            A monotonic time, never before ``last`` plus the limit's even spacing
-            and never more than ``max_pause`` after ``now``.
+            A monotonic time: ``last`` plus the limit's even spacing, later when
+            the window's budget asks for it, but never more than ``max_pause``
+            after ``now`` for anything the server said; and never sooner than
+            ``last`` plus the ceiling's spacing, whatever the server said.
         """
-        gap = self._min_gap
+        due = last + self._min_gap
         start = self._start
         if start is not None:
             left = start + self.window - now
             if left > 0:
                 budget = self._budget(left, now)
-                if budget < 1:
-                    return min(now + left, now + self.max_pause)
-                gap = max(gap, left / budget)
-        return min(last + gap, now + self.max_pause)
+                # Nothing left for us: wait for the reset. Else spread it evenly.
+                due = max(due, now + left if budget < 1 else last + left / budget)
+        return max(min(due, now + self.max_pause), last + self._ceiling_gap)
 
     def _budget(self, left: float, now: float) -> float:
         history = self._history
