@@ -154,8 +154,10 @@ class QuotaTracker:
         self.limit_source: LimitSource = "configured"
         self.readings = 0
         self.ignored: Counter[str] = Counter()
-        #: Responses with no ``X-RateLimit-Remaining`` at all (the client counts them).
+        #: Responses with no ``X-RateLimit-Remaining`` at all (see ``answered_bare``).
         self.missing = 0
+        # Calls let go and not answered yet: ``Remaining`` does not show them.
+        self._in_flight = 0
         self._candidate = (0, 0)  # a new limit not yet confirmed, and how often seen
         self._min_gap = self._gap_for(self.limit)
         self._ceiling_gap = (1 + SAFETY_MARGIN) / ceiling.per_second if ceiling else 0.0
@@ -190,6 +192,8 @@ class QuotaTracker:
         Returns:
             True when the reading was used, False when it was ignored (and counted).
         """
+        if self._in_flight:
+            self._in_flight -= 1
         if isinstance(reading, str):
             self.ignored[reading] += 1
             return False
@@ -240,9 +244,21 @@ class QuotaTracker:
         self._first_at = now
         self._remaining = reading.remaining
         self._ours = int(counted)
+        # A call lost without an answer would be in flight for ever: not past a window.
+        self._in_flight = 0
         # Seen to begin: all it lost but ours went to the others, even before this
         # reading. Else what was spent before we looked is nobody's rate.
         self._baseline = self.limit if known else reading.remaining + self._ours
+
+    def sent(self) -> None:
+        """A call was let go: it counts against the budget until its answer is read."""
+        self._in_flight += 1
+
+    def answered_bare(self) -> None:
+        """A response came without ``X-RateLimit-Remaining``: counted as ignored."""
+        self.missing += 1
+        if self._in_flight:
+            self._in_flight -= 1
 
     def observe_reset(self, seconds: float, now: float) -> None:
         """A 429 said the window resets in ``seconds`` (``Retry-After``).
@@ -306,7 +322,7 @@ class QuotaTracker:
             others = max(sum(history) / len(history) - self._others_spent(), 0.0)
         else:
             others = self.others_per_second(now) * left
-        return self._remaining - others - RESERVE_SHARE * self.limit - 1
+        return self._remaining - self._in_flight - others - RESERVE_SHARE * self.limit - 1
 
     def ignored_counts(self) -> dict[str, int]:
         """Readings not used, by reason (responses without the headers as ``"missing"``).

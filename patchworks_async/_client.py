@@ -467,7 +467,7 @@ class PatchworksClient:
         if "X-RateLimit-Remaining" in headers or status == 429 or "Retry-After" in headers:
             self._observe_limits(limits, raw)
         elif self._quota is not None:
-            self._quota.missing += 1  # counted, not parsed: this runs on every response
+            self._quota.answered_bare()  # counted, not parsed: this runs on every response
         if _sansio.is_success(status):
             return _sansio.decode_success(
                 status=status, method=request.method, url=raw.url, body=raw.body

@@ -130,6 +130,7 @@ class AdaptiveLimiter:
         if not tracker.readings:
             await self._configured.acquire()
             self._last = loop.time()
+            tracker.sent()
             return
         async with self._lock:
             while True:
@@ -140,6 +141,7 @@ class AdaptiveLimiter:
                 await asyncio.sleep(min(due - now, RECHECK))
             last = self._last
             self._last = max(due, now - CATCH_UP * (due - last)) if last > -math.inf else now
+            tracker.sent()
 
     async def recharge(self, seconds_since_grant: float) -> None:
         """Nothing to do: only instance limiters are recharged."""
