@@ -75,8 +75,8 @@ class PatchworksClient:
         adaptive_quota: follow the server's ``X-RateLimit-Limit`` and
             ``X-RateLimit-Remaining`` instead of only counting this client's calls
             (``rate_limit`` is then the first guess and gives the window's length);
-            an :class:`AdaptiveQuota` sets a ``ceiling``. Off without ``rate_limit``
-            and with a ``limiter`` backend (README "Adaptive quota").
+            an :class:`AdaptiveQuota` sets a ``ceiling``. On by default; off
+            without ``rate_limit`` (README "Adaptive quota").
 
     Raises:
         InvalidRequestError: bad configuration, naming the argument.
@@ -126,7 +126,7 @@ class PatchworksClient:
             QuotaTracker(
                 self.rate_limit, self.adaptive_quota.ceiling, max_pause=self.retry.max_retry_after
             )
-            if self.adaptive_quota is not None and self.rate_limit is not None and limiter is None
+            if self.adaptive_quota is not None and self.rate_limit is not None
             else None
         )
         self._transport = Transport(
@@ -258,14 +258,15 @@ class PatchworksClient:
         if self._closed:
             raise RuntimeError("the client is closed")
         client_limiter: Limiter | None = None
-        if self._quota is not None:
-            client_limiter = AdaptiveLimiter(self._quota)
-        elif self.rate_limit is not None:
+        if self.rate_limit is not None:
             client_limiter = (
                 self._backend.client_limiter(self.rate_limit)
                 if self._backend is not None
                 else StrictLimiter(self.rate_limit)
             )
+            if self._quota is not None:
+                # Shared or not, the configured limiter paces until the server has spoken.
+                client_limiter = AdaptiveLimiter(self._quota, client_limiter)
         limits = Limits(
             client_limiter=client_limiter,
             instances=InstanceRegistry(self._max_instance_limiters),
@@ -518,7 +519,8 @@ class PatchworksClient:
         monotonic = asyncio.get_running_loop().time()
         reading = read_quota(headers.get("X-RateLimit-Limit"), headers.get("X-RateLimit-Remaining"))
         used = quota.observe(reading, monotonic, counted=raw.status != 429)
-        if raw.status == 429:
+        if used and raw.status == 429:
+            # The quota's own 429 (it carries the quota's figures): Retry-After is the reset.
             wait = parse_retry_after(headers.get("Retry-After"), now=now)
             if wait is not None:
                 quota.observe_reset(wait, monotonic)

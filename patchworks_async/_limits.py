@@ -106,9 +106,10 @@ RECHECK: Final = 1.0
 class AdaptiveLimiter:
     """The client-wide limiter of ``adaptive_quota``: calls leave when a ``QuotaTracker`` says.
 
-    Until the server has sent one usable reading it is the configured
-    ``StrictLimiter`` exactly (bursts included), so a server that sends no quota
-    headers sees no change. Then one call at a time waits for its turn (a lock),
+    Until the server has sent one usable reading it is the configured limiter
+    exactly (``cold``: the ``StrictLimiter`` of the configured rate, bursts
+    included, or a shared backend's client-wide limiter), so a server that sends
+    no quota headers sees no change. Then one call at a time waits for its turn (a lock),
     so the calls of every task in the process follow the one tracker, in order. A
     call let go late by the event loop leaves up to ``CATCH_UP`` of a spacing as
     credit for the next, as ``StrictLimiter`` does.
@@ -116,10 +117,10 @@ class AdaptiveLimiter:
 
     __slots__ = ("_configured", "_last", "_lock", "_tracker", "rate")
 
-    def __init__(self, tracker: QuotaTracker) -> None:
+    def __init__(self, tracker: QuotaTracker, cold: Limiter | None = None) -> None:
         self.rate = tracker.configured
         self._tracker = tracker
-        self._configured = StrictLimiter(tracker.configured)
+        self._configured = cold or StrictLimiter(tracker.configured)
         self._lock = asyncio.Lock()
         self._last = -math.inf
 

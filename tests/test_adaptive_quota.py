@@ -23,13 +23,14 @@ from patchworks_async import (
     Event,
     EventKind,
     InvalidRequestError,
+    LimiterBackend,
     PatchworksClient,
     RateLimit,
     ReauthoriseRequest,
     RetryPolicy,
 )
 from patchworks_async._adaptive import RESERVE_SHARE, SAFETY_MARGIN, QuotaTracker
-from patchworks_async._limits import AdaptiveLimiter
+from patchworks_async._limits import AdaptiveLimiter, Limiter, StrictLimiter
 from patchworks_async._ratelimit import (
     LIMIT_JUMPED,
     MISSING,
@@ -41,7 +42,7 @@ from patchworks_async._ratelimit import (
     QuotaReading,
     read_quota,
 )
-from patchworks_async.testing import AccountQuota, BackgroundConsumer, FakePatchworks
+from patchworks_async.testing import AccountQuota, BackgroundConsumer, FakePatchworks, Fault
 from tests.virtual_time import run_virtual, sliding_window_max
 
 PER_MINUTE = RateLimit("minute", 240)
@@ -451,3 +452,58 @@ async def test_nonsense_headers_end_to_end_leave_the_configured_limit(
         assert state is not None
         assert state.quota is not None
         assert (state.quota.limit_source, state.quota.readings) == ("server", 1)
+
+
+class _CountingBackend(LimiterBackend):
+    """A shared backend stand-in: counts the grants of its client-wide limiter."""
+
+    def __init__(self) -> None:
+        self.grants = 0
+
+    def client_limiter(self, rate: RateLimit) -> Limiter:
+        backend = self
+
+        class Counting(StrictLimiter):
+            async def acquire(self) -> None:
+                backend.grants += 1
+                await super().acquire()
+
+        return Counting(rate)
+
+
+async def test_with_a_shared_backend_its_limiter_paces_until_the_server_speaks() -> None:
+    async with FakePatchworks(quota=1000) as fake:
+        connector = fake.add_instance("1")
+        backend = _CountingBackend()
+        async with PatchworksClient(
+            base_url=fake.url,
+            api_key=fake.api_key,
+            rate_limit=RateLimit("second", 1000),
+            limiter=backend,
+        ) as client:
+            for _ in range(5):
+                await client.oauth.reauthorise(connector, ReauthoriseRequest(timezone="UTC"))
+            state = client.rate_limit_state
+    assert backend.grants == 1  # the first call, before any reading; then the headers
+    assert state is not None
+    assert state.quota is not None
+    assert state.quota.readings == 5
+
+
+async def test_a_fault_429_without_quota_headers_says_nothing_of_the_window(
+    fake: FakePatchworks,
+) -> None:
+    fake.quota = 240
+    fake.quota_model.limit = 240
+    connector = fake.add_instance("1")
+    async with PatchworksClient(
+        base_url=fake.url, api_key=fake.api_key, retry=RetryPolicy(backoff_base=0.01)
+    ) as client:
+        await client.oauth.reauthorise(connector, ReauthoriseRequest(timezone="UTC"))
+        fake.add_faults(Fault.too_many(retry_after=0.05))  # no X-RateLimit-* on it
+        await client.oauth.reauthorise(connector, ReauthoriseRequest(timezone="UTC"))
+        state = client.rate_limit_state
+    assert state is not None
+    assert state.quota is not None
+    assert not state.quota.window_start_known
+    assert state.quota.ignored == {MISSING: 1}
