@@ -20,12 +20,14 @@ from typing import Any
 
 import attrs
 
-from . import _bulk, _limiter, _overhead, _report
+from . import _bulk, _limiter, _overhead, _quota, _report
 from ._process import Server, server_process
 from ._report import Target
 from ._stats import median
 
-SECTIONS = ("overhead", "cpu", "limiter", "bulk")
+SECTIONS = ("overhead", "cpu", "limiter", "bulk", "quota")
+#: Sections that start no server process (they run on a virtual clock in-process).
+IN_PROCESS = frozenset({"quota"})
 RESULTS = Path(__file__).parent / "results"
 MISSED_EXIT_CODE = 3
 
@@ -44,6 +46,7 @@ class Config:
     bulk_per_second: int
     capacity_seconds: float
     memory_sizes: tuple[int, ...]
+    quota_minutes: int
 
 
 FULL = Config(
@@ -57,6 +60,7 @@ FULL = Config(
     bulk_per_second=1_000,
     capacity_seconds=1.0,
     memory_sizes=(20_000, 200_000),
+    quota_minutes=10,
 )
 QUICK = Config(
     rounds=1,
@@ -69,6 +73,7 @@ QUICK = Config(
     bulk_per_second=1_000,
     capacity_seconds=0.25,
     memory_sizes=(2_000, 10_000),
+    quota_minutes=2,
 )
 CLIENT_PER_SECOND = 20
 ROOMY_CLIENT_PER_SECOND = 100
@@ -86,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Benchmarks of patchworks-async against a server in another process on "
             "127.0.0.1: cost over bare aiohttp, limiter accuracy, bulk makespan and "
-            "memory, CPU per call."
+            "memory, CPU per call; and the adaptive quota on a shared key (virtual time)."
         ),
     )
     parser.add_argument(
@@ -262,6 +267,34 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 met=spread <= MEMORY_TARGET_MB,
             )
         )
+    found.extend(_quota_targets(results.get("quota")))
+    return found
+
+
+def _quota_targets(quota: dict[str, Any] | None) -> list[Target]:
+    found: list[Target] = []
+    if quota is None:
+        return found
+    for row in quota["rows"]:
+        if not row["adaptive"]:
+            continue  # the comparison runs are shown, not judged
+        label = f"quota ({row['scenario']})"
+        found.append(
+            Target(
+                name=f"{label}: client 429s per minute after the first window",
+                value=row["per_minute_429"],
+                goal=f"<= {_quota.MAX_429_PER_MINUTE:g}",
+                met=row["per_minute_429"] <= _quota.MAX_429_PER_MINUTE,
+            )
+        )
+        found.append(
+            Target(
+                name=f"{label}: share of what the others left, used",
+                value=row["used_share"],
+                goal=f">= {_quota.SHARE_TARGET}",
+                met=row["used_share"] >= _quota.SHARE_TARGET,
+            )
+        )
     return found
 
 
@@ -286,6 +319,12 @@ def render(results: dict[str, Any], found: Sequence[Target]) -> str:
     if "bulk" in results:
         chunks.append("Bulk reauthorise_many")
         chunks.append(_report.bulk_table(results["bulk"]["makespan"], results["bulk"]["memory"]))
+    if "quota" in results:
+        chunks.append(
+            f"Adaptive quota: {results['quota']['minutes']} virtual minutes per run, "
+            f"client configured at {results['quota']['configured_per_minute']}/minute"
+        )
+        chunks.append(_quota.table(results["quota"]))
     if found:
         chunks.append("Targets")
         chunks.append(_report.targets_table(found))
@@ -324,8 +363,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": attrs.asdict(config),
     }
     try:
-        with server_process(INSTANCES) as server:
-            results.update(asyncio.run(_run(server, config, sections)))
+        if any(name not in IN_PROCESS for name in sections):
+            with server_process(INSTANCES) as server:
+                results.update(asyncio.run(_run(server, config, sections)))
+        if "quota" in sections:
+            runs = len(_quota.SCENARIOS) * 2
+            _log(f"quota ... ({runs} runs of {config.quota_minutes} virtual minutes)")
+            quota_started = time.monotonic()
+            results["quota"] = _quota.run(config.quota_minutes)
+            results["quota"]["seconds"] = time.monotonic() - quota_started
         results["machine"]["load_average_at_end"] = list(os.getloadavg())
         results["seconds"] = time.monotonic() - started
         found = targets(results)

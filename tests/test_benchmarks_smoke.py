@@ -10,7 +10,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from benchmarks import _cli, _overhead, _report, _stats
+from benchmarks import _cli, _overhead, _quota, _report, _stats
 from benchmarks._process import Control, Server, server_process
 
 
@@ -66,3 +66,14 @@ def test_one_short_run_per_side_against_the_server_process() -> None:
         assert run.calls > 0
         assert run.connections == 2  # counted by the server: one per worker
     assert ours.client_connections == 2
+
+
+def test_quota_rows_become_targets_and_a_table() -> None:
+    result = _quota.run(2, _quota.SCENARIOS[4:5])  # 40% steady: two virtual minutes each way
+    on, off = result["rows"]
+    assert (on["adaptive"], off["adaptive"]) == (True, False)
+    found = {target.name: target.met for target in _cli.targets({"quota": result})}
+    assert len(found) == 2  # only the adaptive row is judged
+    assert all(found.values())
+    assert off["background_denied"] > 0  # counting its own calls only, it takes the other's share
+    assert "| 240/min, other consumer 40% steady | on |" in _quota.table(result)
