@@ -153,6 +153,8 @@ class QuotaTracker:
         self.limit = configured.duration
         self.limit_source: LimitSource = "configured"
         self.readings = 0
+        #: The monotonic time of the latest reading (used or not).
+        self.last_seen = 0.0
         self.ignored: Counter[str] = Counter()
         #: Responses with no ``X-RateLimit-Remaining`` at all (see ``answered_bare``).
         self.missing = 0
@@ -192,6 +194,7 @@ class QuotaTracker:
         Returns:
             True when the reading was used, False when it was ignored (and counted).
         """
+        self.last_seen = now
         if self._in_flight:
             self._in_flight -= 1
         if isinstance(reading, str):

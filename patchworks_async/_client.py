@@ -7,7 +7,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -142,6 +142,9 @@ class PatchworksClient:
         self._loop: asyncio.AbstractEventLoop | None = None  # the one loop the limits serve
         self._pending_rates: dict[str, RateLimit | None] = {}
         self._rate_limit_state: RateLimitState | None = None
+        # Adaptive mode: the headers of the latest response the tracker used, and when
+        # it was read; parsed into ``rate_limit_state`` only when someone asks.
+        self._latest_headers: tuple[Mapping[str, str], float] | None = None
         self._closed = False
         self.oauth = OAuth(self)
 
@@ -182,10 +185,14 @@ class PatchworksClient:
 
         With ``adaptive_quota``, ``.quota`` holds what the client learnt from them.
         """
+        latest, self._latest_headers = self._latest_headers, None
+        if latest is not None:
+            headers, seen = latest
+            self._rate_limit_state = parse_rate_limit_headers(headers, now=seen)
         state = self._rate_limit_state
         if state is None or self._quota is None or self._limits is None:
             return state
-        now = asyncio.get_running_loop().time() if _loop_running() else state.observed_at
+        now = asyncio.get_running_loop().time() if _loop_running() else self._quota.last_seen
         return attrs.evolve(state, quota=self._quota.figures(now))
 
     @property
@@ -494,13 +501,16 @@ class PatchworksClient:
 
     def _observe_limits(self, limits: Limits, raw: RawResponse) -> None:
         now = time.time()
-        learnt = self._quota is not None and self._learn_quota(raw, now)
+        if self._quota is not None and self._learn_quota(raw, now):
+            # The adaptive limiter holds calls until the reset itself; the state is
+            # parsed from these headers only if ``rate_limit_state`` is read.
+            self._latest_headers = (raw.headers, now)
+            return
         state = parse_rate_limit_headers(raw.headers, now=now)
         if state is None:
             return
         self._rate_limit_state = state
-        if learnt:
-            return  # the adaptive limiter holds calls until the reset itself
+        self._latest_headers = None
         if state.remaining is not None and state.remaining <= 0 and raw.status != 429:
             # The quota is spent: hold every call until it resets (or a short default
             # when the server did not say when).
