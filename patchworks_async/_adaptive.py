@@ -13,10 +13,10 @@ request after the last one expired; DOMAIN.md). :class:`QuotaTracker` follows th
   the first reading, so its reset is never assumed earlier than it can be.
 - **The others.** What the other consumers of the key spent since the window's
   first reading is what ``Remaining`` fell by, less this client's own responses.
-  Once a whole window has been watched, they are expected to spend in this window
-  what they spent on average in the last ``HISTORY`` whole windows (so a burst
-  already spent is not reserved again); before that, their rate so far is
-  expected to go on until the reset.
+  Their rate (over this window and the last ``HISTORY`` whole ones) is expected
+  to go on until the reset; but once a whole window has been watched, never more
+  than what they spent on average in a window, less what they already spent in
+  this one (so a burst already spent is not reserved again).
   What they are expected to spend before the reset is reserved for them.
 - **The pace.** What is left after that reserve is spread evenly over the time to
   the reset. Nothing left: wait for the reset.
@@ -319,12 +319,12 @@ class QuotaTracker:
         return max(min(due, now + self.max_pause), last + self._ceiling_gap)
 
     def _budget(self, left: float, now: float) -> float:
+        others = self.others_per_second(now) * left
         history = self._history
         if history:
             # A burst already spent in this window is not reserved a second time.
-            others = max(sum(history) / len(history) - self._others_spent(), 0.0)
-        else:
-            others = self.others_per_second(now) * left
+            expected = sum(history) / len(history) - self._others_spent()
+            others = min(max(expected, 0.0), others)
         return self._remaining - self._in_flight - others - RESERVE_SHARE * self.limit - 1
 
     def ignored_counts(self) -> dict[str, int]:

@@ -170,9 +170,26 @@ def test_a_rise_starts_a_window_and_the_last_window_is_expected_again() -> None:
     figures = tracker.figures(61.0)
     assert figures.window_start_known
     assert figures.resets_in == pytest.approx(60.0)
-    # 57 of theirs last window: expected again, none spent yet in this one.
+    # 57 of theirs last window: expected again (their rate says the same), none spent yet.
     budget = 239 - 57 - RESERVE_SHARE * 240 - 1
     assert tracker.next_send(61.0, 61.0) == pytest.approx(61.0 + 60 / budget)
+
+
+def test_a_burst_already_spent_is_not_reserved_again() -> None:
+    tracker = _tracker()
+    remaining = 239
+    tracker.observe(QuotaReading(240, remaining), 0.0)
+    for second in range(1, 58):
+        remaining -= 49 if second == 10 else 1  # the other's burst of 48 at 10 s, and ours
+        tracker.observe(QuotaReading(240, remaining), float(second))
+    remaining = 239
+    tracker.observe(QuotaReading(240, remaining), 61.0)  # a new window: history [48]
+    for second in range(62, 67):
+        remaining -= 49 if second == 66 else 1  # the burst again, at 66 s
+        tracker.observe(QuotaReading(240, remaining), float(second))
+    # The window's 48 are spent: nothing more is reserved for the other consumer.
+    budget = remaining - RESERVE_SHARE * 240 - 1
+    assert tracker.next_send(66.0, 66.0) == pytest.approx(66.0 + 55.0 / budget)
 
 
 def test_a_remaining_that_rises_too_soon_is_ignored() -> None:
