@@ -205,7 +205,10 @@ class QuotaTracker:
             return False
         start = self._start
         if start is None or now >= start + self.window:
-            self._new_window(reading, now, known=start is not None, counted=counted)
+            # The window is over (its start was never later than ours), but this answer
+            # may have been counted just before the end: the next window's start is not
+            # known from it, and a rise soon after is that next window.
+            self._new_window(reading, now, known=False, counted=counted)
         elif reading.remaining > self._remaining:
             if self._start_known and now < start + self.window / 2:
                 # Laravel's window lasts a whole window: no reset this soon.

@@ -111,8 +111,9 @@ class AdaptiveLimiter:
     included, or a shared backend's client-wide limiter), so a server that sends
     no quota headers sees no change. Then one call at a time waits for its turn (a lock),
     so the calls of every task in the process follow the one tracker, in order. A
-    call let go late by the event loop leaves up to ``CATCH_UP`` of a spacing as
-    credit for the next, as ``StrictLimiter`` does.
+    call let go late by the event loop (timers wake up to a millisecond late) does
+    not delay the next: lateness up to ``CATCH_UP`` of the window is made up, as
+    ``StrictLimiter``'s slack does, so a window still holds no more than the limit.
     """
 
     __slots__ = ("_configured", "_last", "_lock", "_tracker", "rate")
@@ -140,8 +141,8 @@ class AdaptiveLimiter:
                 if due <= now:
                     break
                 await asyncio.sleep(min(due - now, RECHECK))
-            last = self._last
-            self._last = max(due, now - CATCH_UP * (due - last)) if last > -math.inf else now
+            # Late by up to CATCH_UP of the window: the schedule keeps its beat.
+            self._last = max(due, now - CATCH_UP * tracker.window)
             tracker.sent()
 
     async def recharge(self, seconds_since_grant: float) -> None:
