@@ -200,7 +200,7 @@ async def _run(server: Server, config: Config, sections: Sequence[str]) -> dict[
     }
     results: dict[str, Any] = {}
     for name in SECTIONS:
-        if name in sections:
+        if name in sections and name not in IN_PROCESS:
             _log(f"{name} ...")
             started = time.monotonic()
             results[name] = await parts[name](server, config)
