@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -35,6 +35,7 @@ from patchworks_async import (
     PatchworksClient,
     PatchworksError,
     RateLimit,
+    RateLimitState,
     ReauthoriseRequest,
     RetryPolicy,
 )
@@ -86,13 +87,11 @@ async def _drive(scenario: Scenario, adaptive: bool, minutes: int) -> dict[str, 
         quota_window=WINDOW,
         background=scenario.background(),
         clock=loop.time,
+        record=False,
     )
     async with fake:
-        connector = fake.add_instance("1")
         started = loop.time()
         deadline = started + minutes * WINDOW
-        # Retries are what a bulk job would do; max_time is no object on a long run.
-        retry = RetryPolicy(max_attempts=10, max_time=3600.0)
         # (virtual time, status) of every answer, as the client saw it.
         answers: list[tuple[float, int]] = []
 
@@ -100,34 +99,44 @@ async def _drive(scenario: Scenario, adaptive: bool, minutes: int) -> dict[str, 
             if event.kind is EventKind.RESPONSE and event.status is not None:
                 answers.append((loop.time(), event.status))
 
-        async with PatchworksClient(
-            base_url=fake.url,
-            api_key=fake.api_key,
-            rate_limit=CONFIGURED,
-            adaptive_quota=adaptive,
-            retry=retry,
-            on_event=record,
-        ) as client:
+        async def first_window() -> int:
+            # The other consumer's calls are applied lazily: bring them up to date.
+            await asyncio.sleep(WINDOW)
+            fake.quota_model.catch_up(loop.time())
+            return fake.background_sent
 
-            async def worker() -> None:
-                while loop.time() < deadline:
-                    try:
-                        await client.oauth.reauthorise(connector, REQUEST)
-                    except PatchworksError:  # every answer is counted from the events
-                        continue
-
-            async def first_window() -> int:
-                # The other consumer's calls are applied lazily: bring them up to date.
-                await asyncio.sleep(WINDOW)
-                fake.quota_model.catch_up(loop.time())
-                return fake.background_sent
-
-            snapshot = asyncio.ensure_future(first_window())
-            await asyncio.gather(*(worker() for _ in range(WORKERS)))
-            background_before = await snapshot
-            state = client.rate_limit_state
+        snapshot = asyncio.ensure_future(first_window())
+        state = await _traffic(fake, adaptive, deadline, record)
+        background_before = await snapshot
         fake.quota_model.catch_up(deadline)
         return _judge(fake, scenario, answers, started, deadline, background_before, state)
+
+
+async def _traffic(
+    fake: FakePatchworks, adaptive: bool, deadline: float, record: Callable[[Event], None]
+) -> RateLimitState | None:
+    """``WORKERS`` callers back to back until ``deadline``; returns the client's state."""
+    loop = asyncio.get_running_loop()
+    connector = fake.add_instance("1")
+    async with PatchworksClient(
+        base_url=fake.url,
+        api_key=fake.api_key,
+        rate_limit=CONFIGURED,
+        adaptive_quota=adaptive,
+        # Retries are what a bulk job would do; max_time is no object on a long run.
+        retry=RetryPolicy(max_attempts=10, max_time=3600.0),
+        on_event=record,
+    ) as client:
+
+        async def worker() -> None:
+            while loop.time() < deadline:
+                try:
+                    await client.oauth.reauthorise(connector, REQUEST)
+                except PatchworksError:  # every answer is counted from the events
+                    continue
+
+        await asyncio.gather(*(worker() for _ in range(WORKERS)))
+        return client.rate_limit_state
 
 
 def _judge(
@@ -137,7 +146,7 @@ def _judge(
     started: float,
     deadline: float,
     background_before: int,
-    state: Any,
+    state: RateLimitState | None,
 ) -> dict[str, Any]:
     judged_from = started + WINDOW
     minutes = (deadline - judged_from) / WINDOW
@@ -147,7 +156,7 @@ def _judge(
     background = fake.background_sent - background_before
     left = scenario.limit * minutes - background
     first_429 = sum(1 for moment, status in answers if moment < judged_from and status == 429)
-    quota = getattr(state, "quota", None)
+    quota = state.quota if state is not None else None
     return {
         "client_ok": ok,
         "client_429": too_many,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, assert_type
 
 from patchworks_async import (
+    AdaptiveQuota,
     APIError,
     AuthoriseRequest,
     Connector,
@@ -23,6 +24,7 @@ from patchworks_async import (
     ModelValidationError,
     PatchworksClient,
     PatchworksError,
+    QuotaFigures,
     RateLimit,
     RateLimitError,
     RateLimitState,
@@ -35,7 +37,7 @@ from patchworks_async import (
     UnprocessableEntityError,
     Variable,
 )
-from patchworks_async.testing import FakePatchworks, Fault, RecordedRequest
+from patchworks_async.testing import BackgroundConsumer, FakePatchworks, Fault, RecordedRequest
 
 
 def _authorise_request() -> AuthoriseRequest:
@@ -142,6 +144,18 @@ async def values() -> None:
     state = RateLimitState(limit=240, remaining=0, reset_at=1.0e9)
     assert_type(state.pause_for(now=1.0e9), float)
     assert_type(state.remaining, int | None)
+    assert_type(state.quota, QuotaFigures | None)
+
+
+async def adaptive_quota() -> None:
+    ceiling = AdaptiveQuota(ceiling=RateLimit("minute", 600))
+    async with PatchworksClient(api_key="key", adaptive_quota=ceiling) as client:
+        assert_type(client.adaptive_quota, AdaptiveQuota | None)
+        state = client.rate_limit_state
+        if state is not None and state.quota is not None:
+            assert_type(state.quota.limit, int)
+            assert_type(state.quota.ignored, dict[str, int])
+    assert_type(PatchworksClient(api_key="key", adaptive_quota=False), PatchworksClient)
 
 
 async def errors(client: PatchworksClient) -> None:
@@ -175,6 +189,9 @@ async def fake_server() -> None:
         fake.add_faults(Fault.too_many(retry_after=1), Fault.dropped(), paths="/reauthorise")
         fake.set_fault_rate(0.1, [Fault.status_code(503), Fault.slow(0.5)], seed=1)
         assert_type(fake.requests[0].status, int | None)
+    shared = FakePatchworks(quota=240, background=BackgroundConsumer(share=0.4, burst=24))
+    assert_type(shared.background_sent, int)
+    assert_type(shared.background_denied, int)
 
 
 class MyBackend(LimiterBackend):
