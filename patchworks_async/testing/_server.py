@@ -1097,7 +1097,10 @@ class FakePatchworks:
         """Count one request; fill the rate-limit headers; False when over the quota."""
         if self.quota is None:
             return True
-        decision = self.quota_model.hit(credential)
+        model = self.quota_model
+        # ``quota`` and ``quota_window`` may be changed on a running fake, as before.
+        model.limit, model.window = self.quota, self.quota_window
+        decision = model.hit(credential)
         headers["X-RateLimit-Limit"] = str(decision.limit)
         headers["X-RateLimit-Remaining"] = str(decision.remaining)
         if decision.retry_after is not None:
