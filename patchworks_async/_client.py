@@ -192,7 +192,8 @@ class PatchworksClient:
         state = self._rate_limit_state
         if state is None or self._quota is None or self._limits is None:
             return state
-        now = asyncio.get_running_loop().time() if _loop_running() else self._quota.last_seen
+        # The tracker's clock is the loop's (its time() answers outside it too).
+        now = self._loop.time() if self._loop is not None else self._quota.last_seen
         return attrs.evolve(state, quota=self._quota.figures(now))
 
     @property
@@ -542,11 +543,3 @@ class PatchworksClient:
         limits.gate.pause(seconds)
         if self._backend is not None:
             self._backend.pause(seconds)
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
