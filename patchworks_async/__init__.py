@@ -7,12 +7,15 @@ name starts with ``_`` is private.
 
 from ._adaptive import AdaptiveQuota, QuotaFigures
 from ._backend import LimiterBackend
-from ._bulk import ReauthoriseOutcome
+from ._bulk import ReauthoriseFailure, ReauthoriseOutcome, ReauthoriseSuccess
 from ._client import PatchworksClient
 from ._errors import (
     APIError,
     AuthenticationError,
+    BulkStoppedError,
+    DuplicateConnectorError,
     EventLoopError,
+    HostUnreachableError,
     InvalidRequestError,
     ModelValidationError,
     NotFoundError,
@@ -50,11 +53,14 @@ __all__ = [
     "AdaptiveQuota",
     "AuthenticationError",
     "AuthoriseRequest",
+    "BulkStoppedError",
     "Connector",
+    "DuplicateConnectorError",
     "ErrorResponse",
     "Event",
     "EventKind",
     "EventLoopError",
+    "HostUnreachableError",
     "Instance",
     "InvalidRequestError",
     "LimiterBackend",
@@ -71,8 +77,10 @@ __all__ = [
     "RateLimitState",
     "RateLimitUnit",
     "RateLimitUnitName",
+    "ReauthoriseFailure",
     "ReauthoriseOutcome",
     "ReauthoriseRequest",
+    "ReauthoriseSuccess",
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ResponseTooLargeError",

@@ -9,12 +9,22 @@ from .models import RateLimit
 
 
 class CallTracker:
-    """Learns what happened inside one call (for bulk outcomes)."""
+    """Learns what happened inside one call, and tells it to stop retrying (bulk jobs).
 
-    __slots__ = ("attempts",)
+    Attributes:
+        attempts: attempts started so far.
+        sends: attempts handed to the transport so far (they may have reached the server).
+        sending: True while an attempt is in the transport.
+        stopped: set by a stopping bulk job: the call makes no further attempt.
+    """
+
+    __slots__ = ("attempts", "sending", "sends", "stopped")
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.sends = 0
+        self.sending = False
+        self.stopped = False
 
 
 class PauseTarget(Protocol):

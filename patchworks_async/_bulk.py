@@ -1,11 +1,24 @@
 """Bulk reauthorisation: many ``(connector, ReauthoriseRequest)`` items, one outcome each.
 
-Promises (issue: bulk reauthorisation jobs):
+Promises (issue: bulk reauthorisation jobs; issue 11: a job that stops when it cannot succeed):
 
-- Every input item gives exactly one :class:`ReauthoriseOutcome`; a failure, bad
-  input included, is an outcome and the job goes on. Only cancellation stops it.
-- Input is read lazily, at most ``read_ahead`` items ahead of the outcomes, so
-  memory depends on ``concurrency``, not on the number of items.
+- Every input item read gives exactly one outcome (:data:`ReauthoriseOutcome`,
+  a :class:`ReauthoriseSuccess` or a :class:`ReauthoriseFailure`); a failure,
+  bad input included, is an outcome and the job goes on, with two exceptions:
+- The job stops when it cannot succeed (:func:`stop_reason`): a 401 that a fresh
+  login did not cure, three 403s in a row, or the host deemed unreachable (the
+  client's ``unreachable_after``). Then no further request is sent: calls waiting
+  in the limiters, for a login or for a retry are cancelled, calls in the
+  transport finish without retrying, their outcomes are yielded, and
+  :class:`BulkStoppedError` is raised. Items with no outcome were never sent
+  (or were cancelled between retries); ``--resume`` sends them again.
+- An exception raised by the caller's item iterator stops the reading: the
+  items already read are finished (their outcomes yielded), then the exception
+  propagates unchanged.
+- A connector seen earlier in the same input is not sent again: its item's
+  outcome is a failure with :class:`DuplicateConnectorError` (the set of
+  connectors seen costs about 90 bytes an item: ``deduplicate=False`` drops it).
+- Input is read lazily, at most ``read_ahead`` items ahead of the outcomes.
 - ``concurrency`` bounds the items being *sent*. An item waiting for its
   instance's limiter, or for a retry, holds no slot, so items of other instances
   flow past a slow one (no head-of-line blocking).
@@ -17,13 +30,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import attrs
 
 from . import _sansio
 from ._backend import CallTracker
-from ._errors import InvalidRequestError, PatchworksError
+from ._errors import (
+    AuthenticationError,
+    BulkStoppedError,
+    DuplicateConnectorError,
+    HostUnreachableError,
+    InvalidRequestError,
+    PatchworksError,
+    PermissionDeniedError,
+)
 from .models import ReauthoriseRequest
 
 if TYPE_CHECKING:
@@ -31,72 +52,156 @@ if TYPE_CHECKING:
 
 _END: Final = object()
 
+#: 403s in a row (distinct instances: duplicates are never sent) that stop a job.
+FORBIDDEN_IN_A_ROW: Final = 3
+
 Item = tuple[str | int, ReauthoriseRequest]
 ItemSource = Iterable[Item] | AsyncIterable[Item]
-ProgressHook = Callable[["ReauthoriseOutcome"], None]
 
 
 @attrs.frozen(kw_only=True)
-class ReauthoriseOutcome:
-    """What became of one item of a bulk reauthorisation.
+class ReauthoriseSuccess:
+    """An item of a bulk reauthorisation that succeeded.
 
     Attributes:
-        connector: the connector as given (whatever its type, for bad input too).
-        result: the response's JSON object on success, else ``None``.
-        error: the :class:`PatchworksError` on failure, else ``None``.
+        connector: the connector as given.
+        result: what ``client.oauth.reauthorise`` returns (the response's JSON object).
+        attempts: how many requests were sent for it.
+        elapsed: seconds from its first wait to its outcome.
+        index: its position in the input, from 0.
+    """
+
+    connector: Any
+    result: dict[str, Any]
+    attempts: int = 0
+    elapsed: float = 0.0
+    index: int = 0
+
+    @property
+    def ok(self) -> Literal[True]:
+        """Always True: narrows :data:`ReauthoriseOutcome` to this class."""
+        return True
+
+    @property
+    def error(self) -> None:
+        """Always ``None`` (the failure's field, for code that checks ``error``)."""
+        return None
+
+
+@attrs.frozen(kw_only=True)
+class ReauthoriseFailure:
+    """An item of a bulk reauthorisation that failed (bad input and duplicates included).
+
+    Attributes:
+        connector: the item's connector as given (``None`` when the item had none).
+        error: the :class:`PatchworksError` it failed with.
         attempts: how many requests were sent for it (0 when its input was refused).
         elapsed: seconds from its first wait to its outcome.
         index: its position in the input, from 0.
     """
 
     connector: Any
-    result: dict[str, Any] | None = None
-    error: PatchworksError | None = None
+    error: PatchworksError
     attempts: int = 0
     elapsed: float = 0.0
     index: int = 0
 
     @property
-    def ok(self) -> bool:
-        """True when the call succeeded."""
-        return self.error is None
+    def ok(self) -> Literal[False]:
+        """Always False: narrows :data:`ReauthoriseOutcome` to this class."""
+        return False
+
+    @property
+    def result(self) -> None:
+        """Always ``None`` (the success's field, for code that checks ``result``)."""
+        return None
 
 
-def _unpack(item: object) -> tuple[Any, ReauthoriseRequest | None]:
-    if isinstance(item, tuple | list) and len(item) == 2:
-        return item[0], item[1]
-    return item, None
+#: One item's outcome: ``if outcome.ok:`` (or ``match``) narrows it to one class.
+ReauthoriseOutcome: TypeAlias = ReauthoriseSuccess | ReauthoriseFailure
+ProgressHook = Callable[[ReauthoriseOutcome], None]
 
 
-async def _run_one(
-    client: PatchworksClient, index: int, item: object, slots: asyncio.Semaphore
-) -> ReauthoriseOutcome:
+def stop_reason(error: PatchworksError, forbidden_in_a_row: int) -> str | None:
+    """Whether a failed item shows that the whole job cannot succeed, and why.
 
-    started = time.monotonic()
+    A 401 reaching a bulk job was not cured by a fresh login (the client tries
+    one when it logs in): the credential is wrong, and every item would get it.
+    A 403 may be one instance's own (one the key may not touch), so only
+    ``FORBIDDEN_IN_A_ROW`` of them in a row, with no other answer between,
+    stop the job: then the key lacks the rights, not one instance.
+
+    Args:
+        error: the item's error.
+        forbidden_in_a_row: 403s in a row so far, this one included.
+
+    Returns:
+        ``"authentication"``, ``"permission"``, ``"unreachable"``, or ``None`` to go on.
+    """
+    if isinstance(error, AuthenticationError):
+        return "authentication"
+    if isinstance(error, HostUnreachableError):
+        return "unreachable"
+    if isinstance(error, PermissionDeniedError) and forbidden_in_a_row >= FORBIDDEN_IN_A_ROW:
+        return "permission"
+    return None
+
+
+def _unpack(item: object) -> tuple[Any, Any]:
+    """The item's connector and request; a malformed item keeps only its connector."""
+    if isinstance(item, tuple | list):
+        if len(item) == 2:
+            return item[0], item[1]
+        return (item[0] if item else None), None
+    if isinstance(item, str | int) and not isinstance(item, bool):
+        return item, None  # a bare connector: the caller forgot the request
+    return None, None
+
+
+def _build(index: int, item: object) -> tuple[Any, _sansio.Request | PatchworksError, Any]:
+    """The item's connector, its built request (or the input error), and its request."""
     connector, request = _unpack(item)
-    tracker = CallTracker()
-    try:
-        if request is None:
-            raise InvalidRequestError(
+    if request is None:
+        return (
+            connector,
+            InvalidRequestError(
                 f"item {index} must be a (connector, ReauthoriseRequest) pair", field="item"
-            )
-        built = _sansio.build_reauthorise(connector, request)
+            ),
+            None,
+        )
+    try:
+        return connector, _sansio.build_reauthorise(connector, request), request
+    except InvalidRequestError as error:
+        return connector, error, None
+
+
+async def _send_one(
+    client: PatchworksClient,
+    index: int,
+    connector: Any,
+    built: _sansio.Request,
+    request: ReauthoriseRequest,
+    slots: asyncio.Semaphore,
+    tracker: CallTracker,
+) -> ReauthoriseOutcome:
+    started = time.monotonic()
+    try:
         result = await client._call(built, slots, tracker)
         new_rate = request.rate_limit
         if new_rate is not None and built.connector is not None:
             client.set_instance_rate_limit(built.connector, new_rate)
     except PatchworksError as error:
-        return ReauthoriseOutcome(
+        return ReauthoriseFailure(
             connector=connector,
             error=error,
-            attempts=tracker.attempts,
+            attempts=tracker.sends,
             elapsed=time.monotonic() - started,
             index=index,
         )
-    return ReauthoriseOutcome(
+    return ReauthoriseSuccess(
         connector=connector,
         result=result,
-        attempts=tracker.attempts,
+        attempts=tracker.sends,
         elapsed=time.monotonic() - started,
         index=index,
     )
@@ -123,6 +228,13 @@ def _puller(items: ItemSource) -> Callable[[], Any]:
 def check_bulk_arguments(concurrency: int, read_ahead: int | None) -> int:
     """Check the knobs of a bulk job; return the read-ahead window.
 
+    Args:
+        concurrency: items being sent at once.
+        read_ahead: how far ahead of the outcomes the input is read, or ``None``.
+
+    Returns:
+        The read-ahead window.
+
     Raises:
         InvalidRequestError: naming the bad argument.
     """
@@ -138,6 +250,109 @@ def check_bulk_arguments(concurrency: int, read_ahead: int | None) -> int:
     return window
 
 
+class _Job:
+    """The state of one ``reauthorise_many`` run: its tasks, its outcomes, its stop."""
+
+    def __init__(self, client: PatchworksClient, concurrency: int, *, deduplicate: bool) -> None:
+        self.client = client
+        self.slots = asyncio.Semaphore(concurrency)
+        # Outcomes ready to yield; a task that raised (a bug, a closed client) as itself.
+        self.finished: asyncio.Queue[ReauthoriseOutcome | asyncio.Task[Any]] = asyncio.Queue()
+        self.running: dict[asyncio.Task[ReauthoriseOutcome], CallTracker] = {}
+        self.seen: set[str] | None = set() if deduplicate else None
+        self.forbidden_in_a_row = 0
+        self.stop: tuple[str, PatchworksError] | None = None
+
+    def start(self, index: int, item: object) -> None:
+        """Start the item's call, or queue its outcome at once (bad input, a duplicate)."""
+        connector, built, request = _build(index, item)
+        if isinstance(built, PatchworksError):
+            self.finished.put_nowait(
+                ReauthoriseFailure(connector=connector, error=built, index=index)
+            )
+            return
+        key = built.connector
+        seen = self.seen
+        if seen is not None and key is not None:
+            if key in seen:
+                duplicate = DuplicateConnectorError(
+                    f"item {index}: connector {key!r} came earlier in this input; sent once",
+                    connector=key,
+                )
+                self.finished.put_nowait(
+                    ReauthoriseFailure(connector=connector, error=duplicate, index=index)
+                )
+                return
+            seen.add(key)
+        tracker = CallTracker()
+        task = asyncio.create_task(
+            _send_one(self.client, index, connector, built, request, self.slots, tracker)
+        )
+        self.running[task] = tracker
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[ReauthoriseOutcome]) -> None:
+        tracker = self.running.pop(task, None)
+        if task.cancelled():
+            return  # cancelled by a stop or with the consumer: no outcome
+        if task.exception() is not None:
+            self.finished.put_nowait(task)
+            return
+        outcome = task.result()
+        if isinstance(outcome, ReauthoriseFailure):
+            self._judge(outcome.error)
+        elif self.stop is None:
+            self.forbidden_in_a_row = 0
+        if self.stop is not None and not outcome.ok and tracker is not None and not tracker.sends:
+            return  # failed fast once the job stopped, never sent: no outcome, not sent
+        self.finished.put_nowait(outcome)
+
+    def _judge(self, error: PatchworksError) -> None:
+        if self.stop is not None:
+            return
+        if isinstance(error, PermissionDeniedError):
+            self.forbidden_in_a_row += 1
+        elif not isinstance(error, InvalidRequestError):
+            self.forbidden_in_a_row = 0
+        reason = stop_reason(error, self.forbidden_in_a_row)
+        if reason is not None:
+            self.stop = (reason, error)
+            self.halt()
+
+    def halt(self) -> None:
+        """Send nothing more: cancel every call not in the transport, stop the others' retries."""
+        for task, tracker in list(self.running.items()):
+            if tracker.sending:
+                tracker.stopped = True
+            else:
+                task.cancel()
+
+    def stopped_error(self, finished: int, not_sent: int) -> BulkStoppedError:
+        """The error that ends a stopped job."""
+        assert self.stop is not None  # only called once the job stopped
+        reason, error = self.stop
+        what = {
+            "authentication": "the credential was refused (401)",
+            "permission": f"{FORBIDDEN_IN_A_ROW} instances in a row were refused (403)",
+            "unreachable": "the host is unreachable",
+        }[reason]
+        return BulkStoppedError(
+            f"the bulk job stopped: {what}; {finished} items finished, {not_sent} not sent",
+            reason=reason,
+            first_error=error,
+            finished=finished,
+            not_sent=not_sent,
+        )
+
+    async def cancel_all(self) -> None:
+        """Cancel and await every task still running."""
+        leftovers = list(self.running)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            await asyncio.gather(*leftovers, return_exceptions=True)
+
+
 async def reauthorise_many(
     client: PatchworksClient,
     items: ItemSource,
@@ -145,28 +360,40 @@ async def reauthorise_many(
     concurrency: int = 16,
     on_progress: ProgressHook | None = None,
     read_ahead: int | None = None,
+    deduplicate: bool = True,
 ) -> AsyncIterator[ReauthoriseOutcome]:
-    """Reauthorise many instances; yield one outcome per item, in completion order."""
+    """Reauthorise many instances; yield one outcome per item, in completion order.
+
+    Args:
+        client: the client that sends the calls.
+        items: an iterable or async iterable of ``(connector, ReauthoriseRequest)``.
+        concurrency: items being sent at once.
+        on_progress: called with each outcome as it is yielded.
+        read_ahead: how far ahead of the outcomes the input is read.
+        deduplicate: send a connector once per input (later ones fail as duplicates).
+
+    Yields:
+        One outcome per item read.
+
+    Raises:
+        BulkStoppedError: the job stopped because it could not succeed.
+        Exception: whatever the item iterator raised, unchanged, once the items read are done.
+    """
     window = check_bulk_arguments(concurrency, read_ahead)
     pull = _puller(items)
-    slots = asyncio.Semaphore(concurrency)
-    finished: asyncio.Queue[asyncio.Task[ReauthoriseOutcome]] = asyncio.Queue()
-    running: set[asyncio.Task[ReauthoriseOutcome]] = set()
-    index = 0
+    job = _Job(client, concurrency, deduplicate=deduplicate)
+    finished = job.finished
+    index = yielded = 0
     exhausted = False
+    input_error: Exception | None = None
     abandoned = False
-
-    def on_done(task: asyncio.Task[ReauthoriseOutcome]) -> None:
-        running.discard(task)
-        if not task.cancelled():
-            finished.put_nowait(task)
 
     def on_consumer_done(consumer: asyncio.Task[Any]) -> None:
         nonlocal abandoned
         if not consumer.cancelled():
             return  # it ended normally (asyncio.wait_for's inner task, say): the job goes on
         abandoned = True
-        for task in list(running):
+        for task in list(job.running):
             task.cancel()
 
     # Cancelling a consumer that is busy in its own loop body does not close this
@@ -182,26 +409,32 @@ async def reauthorise_many(
                 raise RuntimeError(
                     "this reauthorise_many job was cancelled with the task that consumed it"
                 )
-            while not exhausted and len(running) + finished.qsize() < window:
-                item = await pull()
+            while (
+                not exhausted and job.stop is None and len(job.running) + finished.qsize() < window
+            ):
+                try:
+                    item = await pull()
+                except Exception as error:  # the caller's iterator: raised again at the end
+                    input_error, exhausted = error, True
+                    break
                 if item is _END:
                     exhausted = True
                     break
-                task = asyncio.create_task(_run_one(client, index, item, slots))
-                task.add_done_callback(on_done)
-                running.add(task)
+                job.start(index, item)
                 index += 1
-            if exhausted and not running and finished.empty():
-                return
-            outcome = (await finished.get()).result()
+            if (exhausted or job.stop is not None) and not job.running and finished.empty():
+                break
+            got = await finished.get()
+            outcome = got.result() if isinstance(got, asyncio.Task) else got
             if on_progress is not None:
                 on_progress(outcome)
+            yielded += 1
             yield outcome
+        if job.stop is not None:
+            raise job.stopped_error(yielded, index - yielded) from job.stop[1]
+        if input_error is not None:
+            raise input_error
     finally:
         if consumer is not None:
             consumer.remove_done_callback(on_consumer_done)
-        leftovers = list(running)
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            await asyncio.gather(*leftovers, return_exceptions=True)
+        await job.cancel_all()

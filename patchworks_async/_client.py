@@ -18,20 +18,24 @@ import backoff
 from . import _constants, _sansio
 from ._adaptive import AdaptiveQuota, QuotaTracker, check_adaptive_quota
 from ._backend import CallTracker, LimiterBackend
+from ._breaker import UnreachableHost
 from ._config import (
     bind_limiter,
     check_max_connections,
     check_max_instance_limiters,
     check_rate_limit,
     check_timeout,
+    check_unreachable_after,
     check_url,
     pick_auth,
 )
 from ._errors import (
     AuthenticationError,
     EventLoopError,
+    HostUnreachableError,
     PatchworksError,
     RateLimitError,
+    TransportError,
 )
 from ._events import Event, EventHook, EventKind, log_event, logger
 from ._limits import AdaptiveLimiter, InstanceRegistry, Limiter, Limits, StrictLimiter
@@ -77,6 +81,10 @@ class PatchworksClient:
             (``rate_limit`` is then the first guess and gives the window's length);
             an :class:`AdaptiveQuota` sets a ``ceiling``. On by default; off
             without ``rate_limit`` (README "Adaptive quota").
+        unreachable_after: after this many calls in a row got no HTTP answer at all
+            (connection refused, timeouts), the host is deemed down: for the next
+            10 s calls raise :class:`HostUnreachableError` at once instead of each
+            retrying for up to a minute. ``None`` turns it off. Default 8.
 
     Raises:
         InvalidRequestError: bad configuration, naming the argument.
@@ -101,6 +109,7 @@ class PatchworksClient:
         ssl_context: ssl.SSLContext | None = None,
         limiter: LimiterBackend | None = None,
         adaptive_quota: bool | AdaptiveQuota = True,
+        unreachable_after: int | None = _constants.DEFAULT_UNREACHABLE_AFTER,
     ) -> None:
         self._auth = pick_auth(api_key, token, login)
         if login is not None:
@@ -119,6 +128,13 @@ class PatchworksClient:
         self._max_instance_limiters = check_max_instance_limiters(max_instance_limiters)
         self.retry = retry if retry is not None else RetryPolicy.disabled()
         self.on_event = on_event
+        self.unreachable_after = check_unreachable_after(unreachable_after)
+        self._unreachable = (
+            UnreachableHost(self.unreachable_after, _constants.UNREACHABLE_COOLDOWN)
+            if self.unreachable_after is not None
+            else None
+        )
+        self._failed_calls = 0
         self._backend = bind_limiter(limiter, api_key, token, login, self._auth)
         self.adaptive_quota = check_adaptive_quota(adaptive_quota)
         # Pure, so made now; the limiter that follows it is made inside the loop.
@@ -323,7 +339,11 @@ class PatchworksClient:
         attempt = 0
         refreshed = False
         observe = self._hooked()
+        unreachable = self._unreachable
+        call_id = 0  # given at the call's first transport failure
         while True:
+            if unreachable is not None and unreachable.is_open(loop.time()):
+                raise self._fail_fast(request, tracker)
             attempt += 1
             if tracker is not None:
                 tracker.attempts = attempt
@@ -333,15 +353,26 @@ class PatchworksClient:
             # login raises here, as it is: it is not a 401 of this call.
             auth = await self._auth.header(self._transport)
             try:
-                return await self._attempt(limits, request, attempt, observe, extra, auth)
+                return await self._attempt(limits, request, attempt, observe, extra, auth, tracker)
             except AuthenticationError:
                 # One fresh login and one more try (the token may have expired early).
-                if refreshed or not self._auth.refreshable:
+                stopped = tracker is not None and tracker.stopped
+                if refreshed or not self._auth.refreshable or stopped:
                     self._gave_up(request, attempt, "authentication failed", observe)
                     raise
                 refreshed = True
                 continue
             except PatchworksError as error:
+                if unreachable is not None and isinstance(error, TransportError):
+                    if not call_id:
+                        self._failed_calls += 1
+                        call_id = self._failed_calls
+                    if unreachable.failed(call_id, loop.time()):
+                        self._gave_up(request, attempt, "host unreachable", observe, error)
+                        raise self._fail_fast(request, tracker) from error
+                if tracker is not None and tracker.stopped:
+                    self._gave_up(request, attempt, "the bulk job stopped", observe, error)
+                    raise
                 if waits is None:
                     waits = backoff.expo(
                         base=2, factor=policy.backoff_base, max_value=policy.backoff_max
@@ -369,6 +400,17 @@ class PatchworksClient:
                         reason=decision.reason,
                     )
                 await asyncio.sleep(decision.delay)
+
+    def _fail_fast(self, request: Request, tracker: CallTracker | None) -> HostUnreachableError:
+        """The error of a call made while the host is deemed unreachable."""
+        return HostUnreachableError(
+            f"{request.method} {self.base_url}: the host is deemed unreachable "
+            f"({self.unreachable_after} calls in a row got no answer); calls fail at once "
+            f"for {_constants.UNREACHABLE_COOLDOWN:g}s (unreachable_after)",
+            method=request.method,
+            url=self.base_url + request.path,
+            sent=tracker is not None and tracker.sends > 0,
+        )
 
     def _hooked(self) -> bool:
         return self.on_event is not None or logger.isEnabledFor(logging.DEBUG)
@@ -399,6 +441,7 @@ class PatchworksClient:
         observe: bool,
         extra: asyncio.Semaphore | None,
         auth: str,
+        tracker: CallTracker | None = None,
     ) -> dict[str, Any]:
         if observe:
             self._emit(
@@ -426,6 +469,9 @@ class PatchworksClient:
                     attempt=attempt,
                     connector=request.connector,
                 )
+            if tracker is not None:
+                tracker.sends += 1
+                tracker.sending = True
             try:
                 raw = await self._transport.send(request.method, url, headers, request.body)
             except PatchworksError as error:
@@ -438,6 +484,9 @@ class PatchworksClient:
                         error=type(error).__name__,
                     )
                 raise
+            finally:
+                if tracker is not None:
+                    tracker.sending = False
         if observe:
             self._emit(
                 kind=EventKind.RESPONSE,
@@ -473,6 +522,9 @@ class PatchworksClient:
     ) -> dict[str, Any]:
         status = raw.status
         headers = raw.headers
+        unreachable = self._unreachable
+        if unreachable is not None:
+            unreachable.answered()  # any HTTP answer: the host is up
         if "X-RateLimit-Remaining" in headers or status == 429 or "Retry-After" in headers:
             self._observe_limits(limits, raw)
         elif self._quota is not None:

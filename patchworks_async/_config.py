@@ -158,6 +158,26 @@ def check_max_instance_limiters(max_instance_limiters: int) -> int:
     return max_instance_limiters
 
 
+def check_unreachable_after(unreachable_after: object) -> int | None:
+    """``unreachable_after``, unchanged: an integer of at least 1, or ``None`` (off).
+
+    Raises:
+        InvalidRequestError: anything else.
+    """
+    if unreachable_after is None:
+        return None
+    if (
+        isinstance(unreachable_after, bool)
+        or not isinstance(unreachable_after, int)
+        or unreachable_after < 1
+    ):
+        raise InvalidRequestError(
+            "unreachable_after must be an integer of at least 1, or None to turn it off",
+            field="unreachable_after",
+        )
+    return unreachable_after
+
+
 def bind_limiter(
     limiter: object, api_key: str | None, token: str | None, login: Login | None, auth: Auth
 ) -> LimiterBackend | None:

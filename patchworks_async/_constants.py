@@ -36,6 +36,13 @@ DEFAULT_MAX_RETRY_AFTER: Final = 120.0
 # How long the client pauses after a 429 that carries no Retry-After.
 DEFAULT_RETRY_AFTER: Final = 1.0
 
+# The host is deemed unreachable after this many calls in a row got no HTTP answer
+# (PatchworksClient(unreachable_after=...)); calls then fail fast for the cool-down.
+# 8: more than one call's own retries (4 attempts) and than a brief blip of a few
+# calls; at the default 240/minute the 8th call leaves about 2 s after the first.
+DEFAULT_UNREACHABLE_AFTER: Final = 8
+UNREACHABLE_COOLDOWN: Final = 10.0
+
 # Refresh a login token this long before it expires.
 TOKEN_REFRESH_MARGIN: Final = 60.0
 

@@ -7,10 +7,13 @@ The tree::
 
     PatchworksError                      root of everything this package raises
     ├── InvalidRequestError (ValueError) bad input, caught before anything is sent
-    │   └── ModelValidationError (TypeError too)  a model cannot be built: every bad field
+    │   ├── ModelValidationError (TypeError too)  a model cannot be built: every bad field
+    │   └── DuplicateConnectorError      a bulk job's connector seen earlier in its input
     ├── EventLoopError (RuntimeError)    the client is used from a second event loop
     ├── TransportError                   the request did not get a complete HTTP answer
-    │   └── RequestTimeoutError          ... because a timeout ran out
+    │   ├── RequestTimeoutError          ... because a timeout ran out
+    │   └── HostUnreachableError         ... because the host is deemed down (fail fast)
+    ├── BulkStoppedError                 a bulk job stopped: it could not succeed
     ├── ResponseDecodeError              a body that must be a JSON object is not one
     ├── ResponseTooLargeError            a body is larger than the client's cap
     └── APIError                         the server answered with an error status
@@ -98,6 +101,18 @@ class EventLoopError(PatchworksError, RuntimeError):
     """
 
 
+class DuplicateConnectorError(InvalidRequestError):
+    """A bulk job's item whose connector came earlier in the same input: not sent again.
+
+    Attributes:
+        connector: the connector, as the instance id it is sent as.
+    """
+
+    def __init__(self, message: str, *, connector: str) -> None:
+        super().__init__(message, field="connector")
+        self.connector = connector
+
+
 class TransportError(PatchworksError):
     """Raised when a request got no complete HTTP response (refused, reset, cut off).
 
@@ -122,6 +137,47 @@ class TransportError(PatchworksError):
 
 class RequestTimeoutError(TransportError):
     """Raised when a connect, read or total timeout ran out."""
+
+
+class HostUnreachableError(TransportError):
+    """Raised instead of sending once the host is deemed down (``unreachable_after``).
+
+    After that many consecutive calls failed with a :class:`TransportError` (no
+    HTTP answer at all), the client fails calls at once, without sending them,
+    for a cool-down; the last transport failure is the ``__cause__``. ``sent`` is
+    ``False`` unless the call itself had an attempt that may have reached the host.
+    """
+
+
+class BulkStoppedError(PatchworksError):
+    """Raised by ``reauthorise_many`` when the job stops because it cannot succeed.
+
+    Raised after every outcome already finished has been yielded; the first
+    error that stopped the job is the ``__cause__`` (and ``first_error``).
+
+    Attributes:
+        reason: ``"authentication"`` (401 not cured by a fresh login),
+            ``"permission"`` (a run of 403s) or ``"unreachable"`` (the host).
+        first_error: the error that stopped the job.
+        finished: items read that got an outcome (yielded).
+        not_sent: items read that got no outcome: never sent, or cancelled
+            while waiting for a retry. ``finished + not_sent`` is every item read.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        first_error: PatchworksError,
+        finished: int,
+        not_sent: int,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.first_error = first_error
+        self.finished = finished
+        self.not_sent = not_sent
 
 
 class ResponseDecodeError(PatchworksError):

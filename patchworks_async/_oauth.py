@@ -110,24 +110,38 @@ class OAuth:
         concurrency: int = 16,
         on_progress: ProgressHook | None = None,
         read_ahead: int | None = None,
+        deduplicate: bool = True,
     ) -> AsyncIterator[ReauthoriseOutcome]:
         """Reauthorise many instances; an async iterator of one outcome per item.
 
-        Outcomes come in completion order. A failure (bad input included) is an
-        outcome, not an exception: the job goes on. Input is read lazily, at most
-        ``read_ahead`` (default ``max(8 * concurrency, 64)``) items ahead.
-        ``concurrency`` bounds the items being sent at once; items waiting for
-        their instance's limiter or a retry hold no slot. Cancel the consuming
-        task (or close the iterator) to stop: every task it started is cancelled.
+        Outcomes come in completion order, each a :class:`ReauthoriseSuccess` or a
+        :class:`ReauthoriseFailure`. A failure (bad input included) is an outcome,
+        not an exception: the job goes on, unless it cannot succeed (a 401 that a
+        fresh login did not cure, three 403s in a row, the host unreachable): then
+        nothing more is sent, the outcomes already finished are yielded and
+        :class:`BulkStoppedError` is raised. A connector seen earlier in the input
+        is not sent again (its outcome: :class:`DuplicateConnectorError`). Input
+        is read lazily, at most ``read_ahead`` (default ``max(8 * concurrency, 64)``)
+        items ahead; an exception of the iterator itself is raised, unchanged,
+        once the items read are finished. ``concurrency`` bounds the items being
+        sent at once; items waiting for their instance's limiter or a retry hold
+        no slot. Cancel the consuming task (or close the iterator) to stop: every
+        task it started is cancelled.
 
         Args:
             items: an iterable or async iterable of ``(connector, ReauthoriseRequest)``.
             concurrency: items in flight at once (also bounded by ``max_connections``).
             on_progress: called with each outcome as it is yielded.
             read_ahead: how far ahead of the outcomes the input is read.
+            deduplicate: send each connector once (the set of connectors seen
+                grows by about 90 bytes an item; ``False`` drops it).
 
         Returns:
-            An async iterator of :class:`ReauthoriseOutcome`.
+            An async iterator of :data:`ReauthoriseOutcome`; iterating it raises
+            :class:`BulkStoppedError` when the job stops, and the iterator's own errors.
+
+        Raises:
+            InvalidRequestError: a bad ``concurrency`` or ``read_ahead`` (nothing sent).
         """
         check_bulk_arguments(concurrency, read_ahead)
         return reauthorise_many(
@@ -136,4 +150,5 @@ class OAuth:
             concurrency=concurrency,
             on_progress=on_progress,
             read_ahead=read_ahead,
+            deduplicate=deduplicate,
         )

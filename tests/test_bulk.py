@@ -115,7 +115,9 @@ async def test_no_head_of_line_blocking(fake: FakePatchworks) -> None:
 
     async with _client(fake, on_event=on_event) as client:
         client.set_instance_rate_limit(slow, RateLimit("second", 1))
-        async for outcome in client.oauth.reauthorise_many(items, concurrency=2):
+        # The same instance three times on purpose: deduplication off.
+        job = client.oauth.reauthorise_many(items, concurrency=2, deduplicate=False)
+        async for outcome in job:
             assert outcome.ok
             order.append(str(outcome.connector))
     # The slow instance's 2nd and 3rd calls wait 1 s and 2 s for its limiter; every

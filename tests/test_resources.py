@@ -125,7 +125,9 @@ async def test_20000_calls_leave_no_descriptor_or_task() -> None:
         ) as client:
             direct = await _direct_calls(client, ids, 4_000)
             items = ((ids[i % len(ids)], ReauthoriseRequest(timezone="UTC")) for i in range(16_000))
-            bulk = [o async for o in client.oauth.reauthorise_many(items, concurrency=CONCURRENCY)]
+            # Each instance 16 times on purpose: deduplication off.
+            job = client.oauth.reauthorise_many(items, concurrency=CONCURRENCY, deduplicate=False)
+            bulk = [o async for o in job]
             peak_fds = fd_count()
             opened = client.connections_opened
             assert package_tasks() == []
