@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from ._client import PatchworksClient
 
 _END: Final = object()
+# Put in the queue when a task ends with no outcome: the consumer wakes and looks again.
+_WAKE: Final = object()
 
 #: 403s in a row (distinct instances: duplicates are never sent) that stop a job.
 FORBIDDEN_IN_A_ROW: Final = 3
@@ -183,6 +185,7 @@ async def _send_one(
     request: ReauthoriseRequest,
     slots: asyncio.Semaphore,
     tracker: CallTracker,
+    judge: Callable[[PatchworksError | None], None],
 ) -> ReauthoriseOutcome:
     started = time.monotonic()
     try:
@@ -191,6 +194,9 @@ async def _send_one(
         if new_rate is not None and built.connector is not None:
             client.set_instance_rate_limit(built.connector, new_rate)
     except PatchworksError as error:
+        # Judged here, in the same step as the call's end: its slot is already free,
+        # and a call woken by it must be cancelled before it can run and be sent.
+        judge(error)
         return ReauthoriseFailure(
             connector=connector,
             error=error,
@@ -198,6 +204,7 @@ async def _send_one(
             elapsed=time.monotonic() - started,
             index=index,
         )
+    judge(None)
     return ReauthoriseSuccess(
         connector=connector,
         result=result,
@@ -257,7 +264,7 @@ class _Job:
         self.client = client
         self.slots = asyncio.Semaphore(concurrency)
         # Outcomes ready to yield; a task that raised (a bug, a closed client) as itself.
-        self.finished: asyncio.Queue[ReauthoriseOutcome | asyncio.Task[Any]] = asyncio.Queue()
+        self.finished: asyncio.Queue[Any] = asyncio.Queue()
         self.running: dict[asyncio.Task[ReauthoriseOutcome], CallTracker] = {}
         self.seen: set[str] | None = set() if deduplicate else None
         self.forbidden_in_a_row = 0
@@ -286,7 +293,9 @@ class _Job:
             seen.add(key)
         tracker = CallTracker()
         task = asyncio.create_task(
-            _send_one(self.client, index, connector, built, request, self.slots, tracker)
+            _send_one(
+                self.client, index, connector, built, request, self.slots, tracker, self._judge
+            )
         )
         self.running[task] = tracker
         task.add_done_callback(self._done)
@@ -294,21 +303,24 @@ class _Job:
     def _done(self, task: asyncio.Task[ReauthoriseOutcome]) -> None:
         tracker = self.running.pop(task, None)
         if task.cancelled():
-            return  # cancelled by a stop or with the consumer: no outcome
+            self.finished.put_nowait(_WAKE)  # cancelled by a stop or with the consumer
+            return
         if task.exception() is not None:
             self.finished.put_nowait(task)
             return
         outcome = task.result()
-        if isinstance(outcome, ReauthoriseFailure):
-            self._judge(outcome.error)
-        elif self.stop is None:
-            self.forbidden_in_a_row = 0
         if self.stop is not None and not outcome.ok and tracker is not None and not tracker.sends:
-            return  # failed fast once the job stopped, never sent: no outcome, not sent
+            # Failed fast once the job stopped, never sent: no outcome (--resume sends it).
+            self.finished.put_nowait(_WAKE)
+            return
         self.finished.put_nowait(outcome)
 
-    def _judge(self, error: PatchworksError) -> None:
+    def _judge(self, error: PatchworksError | None) -> None:
+        """Called by each call as it ends (``None``: success): stop the job if it cannot succeed."""
         if self.stop is not None:
+            return
+        if error is None:
+            self.forbidden_in_a_row = 0
             return
         if isinstance(error, PermissionDeniedError):
             self.forbidden_in_a_row += 1
@@ -321,7 +333,10 @@ class _Job:
 
     def halt(self) -> None:
         """Send nothing more: cancel every call not in the transport, stop the others' retries."""
+        current = asyncio.current_task()  # the call that stopped the job: it is ending
         for task, tracker in list(self.running.items()):
+            if task is current:
+                continue
             if tracker.sending:
                 tracker.stopped = True
             else:
@@ -425,6 +440,8 @@ async def reauthorise_many(
             if (exhausted or job.stop is not None) and not job.running and finished.empty():
                 break
             got = await finished.get()
+            if got is _WAKE:
+                continue
             outcome = got.result() if isinstance(got, asyncio.Task) else got
             if on_progress is not None:
                 on_progress(outcome)

@@ -13,6 +13,7 @@ from patchworks_async import (
     AdaptiveQuota,
     APIError,
     AuthoriseRequest,
+    BulkStoppedError,
     Connector,
     Event,
     EventKind,
@@ -30,8 +31,10 @@ from patchworks_async import (
     RateLimitState,
     RateLimitUnit,
     RateLimitUnitName,
+    ReauthoriseFailure,
     ReauthoriseOutcome,
     ReauthoriseRequest,
+    ReauthoriseSuccess,
     RetryPolicy,
     Timeout,
     UnprocessableEntityError,
@@ -83,6 +86,32 @@ async def bulk(client: PatchworksClient) -> None:
         assert_type(outcome.attempts, int)
         assert_type(outcome.elapsed, float)
         assert_type(outcome.index, int)
+        # The outcome is a union: checking success narrows it, and the result is present.
+        if outcome.ok:
+            assert_type(outcome, ReauthoriseSuccess)
+            assert_type(outcome.result, dict[str, Any])
+            assert_type(outcome.error, None)
+        else:
+            assert_type(outcome, ReauthoriseFailure)
+            assert_type(outcome.error, PatchworksError)
+            assert_type(outcome.result, None)
+        match outcome:
+            case ReauthoriseSuccess(result=result):
+                assert_type(result, dict[str, Any])
+            case ReauthoriseFailure(error=error):
+                assert_type(error, PatchworksError)
+        if isinstance(outcome, ReauthoriseFailure):
+            assert_type(outcome.attempts, int)
+    job = client.oauth.reauthorise_many(items, deduplicate=False)
+    try:
+        async for finished in job:
+            assert_type(finished, ReauthoriseSuccess | ReauthoriseFailure)
+    except BulkStoppedError as stopped:
+        assert_type(stopped.reason, str)
+        assert_type(stopped.first_error, PatchworksError)
+        assert_type(stopped.finished, int)
+        assert_type(stopped.not_sent, int)
+    assert_type(PatchworksClient(unreachable_after=None).unreachable_after, int | None)
 
 
 async def configuration() -> None:
