@@ -107,7 +107,7 @@ def test_library_import_does_not_load_rich() -> None:
 def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for line in ("exit codes:", "0 ", "1 ", "2 ", "130"):
+    for line in ("exit codes:", "0 ", "1 ", "2 ", "3 ", "130", "bulk-reauthorise stopped"):
         assert line in out
     assert main(["bulk-reauthorise"]) == 2  # argparse: --input and --output are required
 
@@ -528,3 +528,80 @@ def test_resume_cuts_a_torn_last_line(tmp_path: pathlib.Path) -> None:
         with pytest.raises(InputError, match="in use by another job"):
             OutputFile(str(path), resume=True)
     assert path.read_bytes().endswith(b'"ok": false}\n{"line":6,"connector":"c","ok":true}\n')
+
+
+# -- a bulk job that cannot succeed stops (issue 11) -------------------------------------------
+
+
+def _csv_of(tmp_path: pathlib.Path, connectors: list[str]) -> pathlib.Path:
+    source = tmp_path / "in.csv"
+    source.write_text("connector,timezone\n" + "".join(f"{key},UTC\n" for key in connectors))
+    return source
+
+
+async def test_bulk_with_a_wrong_key_stops_with_exit_3_and_resumes(
+    fake: FakePatchworks, tmp_path: pathlib.Path
+) -> None:
+    ids = [fake.add_instance() for _ in range(400)]
+    source = _csv_of(tmp_path, ids)
+    output = tmp_path / "out.jsonl"
+    args = ["bulk-reauthorise", "--input", str(source), "--output", str(output)]
+    run = await cli(fake, *args, "--rate-limit", "none", PATCHWORKS_API_KEY="pw_wrong_key_9")
+    assert run.returncode == 3, run.stderr
+    sent = fake.request_count
+    assert 1 <= sent <= 16  # only the calls in flight at the first 401
+    records = _lines(output)
+    assert len(records) == sent  # a line for each call sent, none for the others
+    assert all(r["error"]["type"] == "AuthenticationError" for r in records)
+    last = run.stderr.splitlines()[-1]
+    assert last.startswith("stopped: "), run.stderr
+    assert "(401): check the API key in PATCHWORKS_API_KEY" in last
+    assert f"{400 - sent} items not sent" in last
+    assert "--resume" in last
+    assert run.stderr.count("AuthenticationError") == 1  # noted once, not 16 times
+    resumed = await cli(fake, *args, "--resume", "--rate-limit", "none")
+    assert resumed.returncode == 0, resumed.stderr
+    ok = Counter(r["connector"] for r in _lines(output) if r["ok"])
+    assert set(ok) == set(ids)
+    assert set(ok.values()) == {1}
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_bulk_against_a_closed_port_says_so_and_stops(tmp_path: pathlib.Path) -> None:
+    port = _closed_port()
+    source = _csv_of(tmp_path, [str(i) for i in range(300)])
+    output = tmp_path / "out.jsonl"
+    run = await cli(
+        None, "bulk-reauthorise", "--input", str(source), "--output", str(output),
+        "--base-url", f"http://127.0.0.1:{port}", "--progress", "plain",
+        PATCHWORKS_API_KEY="pw_unused_key_1",
+    )  # fmt: skip
+    assert run.returncode == 3, run.stderr
+    assert f"note: cannot connect to 127.0.0.1:{port}" in run.stderr
+    last = run.stderr.splitlines()[-1]
+    assert last.startswith(f"stopped: 127.0.0.1:{port} is unreachable"), run.stderr
+    assert "--base-url" in last
+    written = len(_lines(output)) if output.exists() else 0
+    assert f"{300 - written} items not sent" in last
+    assert written <= 1  # the call that found the host down; the others were not sent
+
+
+async def test_unreachable_after_0_keeps_going(tmp_path: pathlib.Path) -> None:
+    port = _closed_port()
+    source = _csv_of(tmp_path, [str(i) for i in range(20)])
+    output = tmp_path / "out.jsonl"
+    run = await cli(
+        None, "bulk-reauthorise", "--input", str(source), "--output", str(output),
+        "--base-url", f"http://127.0.0.1:{port}", "--unreachable-after", "0",
+        "--max-attempts", "1", "--rate-limit", "none", PATCHWORKS_API_KEY="pw_unused_key_1",
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert len(_lines(output)) == 20

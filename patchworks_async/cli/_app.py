@@ -24,7 +24,7 @@ from .._version import __version__
 from ..models import AuthoriseRequest, RateLimit, ReauthoriseRequest
 from ..testing import __main__ as fake_server_cli
 from . import _config, _usage
-from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from ._config import InputError
 from ._messages import cli_message
 from ._progress import DEFAULT_INTERVAL
@@ -48,6 +48,8 @@ EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
     (EXIT_FAILED, "a call failed (bulk-reauthorise: at least one line failed, "
                   "bad input lines included)"),
     (EXIT_USAGE, "usage or input error (bad option, file, field or credentials): nothing was sent"),
+    (EXIT_STOPPED, "bulk-reauthorise stopped: it could not succeed (credentials refused, a run "
+                   "of 403s, host unreachable); --resume sends the items not sent"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); bulk-reauthorise keeps every outcome written so far"),
 )  # fmt: skip
 
@@ -95,6 +97,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 
@@ -312,6 +324,14 @@ def _bulk_parser(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="leave this CSV column (or JSON Lines key) out of the requests; repeatable",
     )
+    parser.add_argument(
+        "--unreachable-after",
+        type=_non_negative_int,
+        default=_constants.DEFAULT_UNREACHABLE_AFTER,
+        metavar="N",
+        help="stop the job (exit 3) once N calls in a row got no answer at all from the host "
+        "(connection refused, timeouts); 0 never stops (default: %(default)s)",
+    )
     _progress_options(parser)
 
 
@@ -361,6 +381,10 @@ def _client(args: argparse.Namespace, concurrency: int = 1) -> PatchworksClient:
             retry=RetryPolicy(max_attempts=args.max_attempts),
             max_connections=max(_constants.DEFAULT_MAX_CONNECTIONS, concurrency),
             allow_insecure_http=args.allow_insecure_http,
+            unreachable_after=getattr(
+                args, "unreachable_after", _constants.DEFAULT_UNREACHABLE_AFTER
+            )
+            or None,
         )
     except InvalidRequestError as error:
         raise InputError(_usage.in_cli_words(error, _usage.sources(args))) from None

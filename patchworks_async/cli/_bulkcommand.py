@@ -6,17 +6,35 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Mapping
 
 from .._client import PatchworksClient
+from .._errors import BulkStoppedError
 from ._bulkio import InputReader, OutputFile, count_records, input_format
 from ._bulkrun import BulkJob, summary
-from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from ._config import InputError
+from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED
+from ._config import (
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_LOGIN_URL,
+    ENV_PASSWORD,
+    ENV_TOKEN,
+    ENV_USERNAME,
+    InputError,
+)
 from ._progress import Tally, make_reporter
 
 
 def run_bulk_command(args: argparse.Namespace, client: PatchworksClient) -> int:
-    """Run the job; returns 0 when every line succeeded, 1 when one failed, 130 on Ctrl-C.
+    """Run the job; returns 0 when every line succeeded, 1 when one failed, 3 when it
+    stopped because it could not succeed, 130 on Ctrl-C.
+
+    Args:
+        args: the parsed command line.
+        client: the client to send with (closed at the end).
+
+    Returns:
+        The exit code.
 
     Raises:
         InputError: the input or output cannot be used (nothing was sent).
@@ -48,6 +66,8 @@ def run_bulk_command(args: argparse.Namespace, client: PatchworksClient) -> int:
         try:
             asyncio.run(_run(job, client, args.concurrency))
             ending = "done"
+        except BulkStoppedError as stopped:
+            ending = stop_line(stopped, tally, args.api_key_file, os.environ, job.host)
         except KeyboardInterrupt:
             # asyncio.run cancelled the job: reauthorise_many stopped every call it started.
             ending = "interrupted"
@@ -57,7 +77,61 @@ def run_bulk_command(args: argparse.Namespace, client: PatchworksClient) -> int:
             sys.stderr.flush()
     if ending == "interrupted":
         return EXIT_INTERRUPTED
+    if ending.startswith("stopped: "):
+        return EXIT_STOPPED
     return EXIT_FAILED if tally.failed else EXIT_OK
+
+
+def stop_line(
+    stopped: BulkStoppedError,
+    tally: Tally,
+    api_key_file: str | None,
+    environ: Mapping[str, str],
+    host: str,
+) -> str:
+    """What stopped the job, the setting to check, and how many items were not sent.
+
+    Args:
+        stopped: the library's error.
+        tally: the job's counts (the total, when the input could be counted).
+        api_key_file: ``--api-key-file``, to name the credential's source.
+        environ: the environment, to name the credential's source.
+        host: the API's host.
+
+    Returns:
+        ``stopped: ...``, the start of the closing line.
+    """
+    setting = _credential_setting(api_key_file, environ)
+    if stopped.reason == "authentication":
+        what = f"{host} refused the credential (401): check {setting}"
+    elif stopped.reason == "permission":
+        what = (
+            f"{host} refused 3 instances in a row (403): the credential may lack the rights "
+            f"(check {setting})"
+        )
+    else:
+        what = (
+            f"{host} is unreachable ({stopped.first_error.__cause__ or stopped.first_error}): "
+            f"check --base-url or {ENV_BASE_URL}, and the network"
+        )
+        what = " ".join(what.split())
+    total = tally.remaining_total
+    if total is not None:
+        not_sent = f"{max(total - tally.done, 0)} items not sent"
+    else:
+        not_sent = f"{stopped.not_sent} items read and the rest of the input not sent"
+    return f"stopped: {what}; {not_sent}"
+
+
+def _credential_setting(api_key_file: str | None, environ: Mapping[str, str]) -> str:
+    """Where the credential came from (same precedence as ``_config.credentials``)."""
+    if api_key_file is not None:
+        return "the API key in --api-key-file"
+    if environ.get(ENV_API_KEY):
+        return f"the API key in {ENV_API_KEY}"
+    if environ.get(ENV_TOKEN):
+        return f"the token in {ENV_TOKEN} (it may have expired)"
+    return f"{ENV_USERNAME} and {ENV_PASSWORD} (and {ENV_LOGIN_URL})"
 
 
 async def _run(job: BulkJob, client: PatchworksClient, concurrency: int) -> None:

@@ -9,5 +9,8 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 #: Usage or input error: nothing was sent.
 EXIT_USAGE: Final = 2
+#: bulk-reauthorise stopped because it could not succeed (credentials refused, a run
+#: of 403s, host unreachable): items not sent have no line, ``--resume`` sends them.
+EXIT_STOPPED: Final = 3
 #: Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED: Final = 130

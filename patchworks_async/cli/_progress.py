@@ -22,13 +22,15 @@ DEFAULT_INTERVAL: Final = 5.0
 class Tally:
     """Counts of a job, shared by the reporters and the summary."""
 
-    __slots__ = ("failed", "skipped", "started", "succeeded", "total")
+    __slots__ = ("failed", "skipped", "started", "status", "succeeded", "total")
 
     def __init__(self, total: int | None) -> None:
         self.total = total
         self.succeeded = 0
         self.failed = 0
         self.skipped = 0
+        # What is happening when it is not progress ("cannot connect to HOST, retrying").
+        self.status: str | None = None
         self.started = time.monotonic()
 
     @property
@@ -132,7 +134,8 @@ def plain_line(tally: Tally) -> str:
         eta = f", eta {_seconds((total - done) / rate)}" if rate > 0 and done < total else ""
     else:
         head, eta = f"progress: {done} done", ""
-    return f"{head}, {tally.failed} failed, {rate:.1f}/s{eta}, elapsed {_seconds(tally.elapsed)}"
+    line = f"{head}, {tally.failed} failed, {rate:.1f}/s{eta}, elapsed {_seconds(tally.elapsed)}"
+    return f"{line}; {tally.status}" if tally.status and not tally.succeeded else line
 
 
 def _seconds(value: float) -> str:
