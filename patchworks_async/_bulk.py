@@ -44,6 +44,7 @@ from ._errors import (
     InvalidRequestError,
     PatchworksError,
     PermissionDeniedError,
+    TransportError,
 )
 from .models import ReauthoriseRequest
 
@@ -309,11 +310,23 @@ class _Job:
             self.finished.put_nowait(task)
             return
         outcome = task.result()
-        if self.stop is not None and not outcome.ok and tracker is not None and not tracker.sends:
-            # Failed fast once the job stopped, never sent: no outcome (--resume sends it).
-            self.finished.put_nowait(_WAKE)
+        if self._unsent(outcome, tracker):
+            self.finished.put_nowait(_WAKE)  # no outcome: counted as not sent
             return
         self.finished.put_nowait(outcome)
+
+    def _unsent(self, outcome: ReauthoriseOutcome, tracker: CallTracker | None) -> bool:
+        """Whether a stopped job's failed item gets no outcome (so ``--resume`` sends it).
+
+        Items never handed to the transport (failed fast, or waiting for a login)
+        get none, nor, when the host is unreachable, items that never got an
+        answer: an outcome would only repeat "unreachable".
+        """
+        if self.stop is None or outcome.ok:
+            return False
+        if tracker is not None and not tracker.sends:
+            return True
+        return self.stop[0] == "unreachable" and isinstance(outcome.error, TransportError)
 
     def _judge(self, error: PatchworksError | None) -> None:
         """Called by each call as it ends (``None``: success): stop the job if it cannot succeed."""
@@ -332,12 +345,17 @@ class _Job:
             self.halt()
 
     def halt(self) -> None:
-        """Send nothing more: cancel every call not in the transport, stop the others' retries."""
+        """Send nothing more: cancel every call not in the transport, stop the others' retries.
+
+        When the host is unreachable, calls in the transport are cancelled too: an
+        answer would come, if ever, only when their timeout runs out.
+        """
         current = asyncio.current_task()  # the call that stopped the job: it is ending
+        unreachable = self.stop is not None and self.stop[0] == "unreachable"
         for task, tracker in list(self.running.items()):
             if task is current:
                 continue
-            if tracker.sending:
+            if tracker.sending and not unreachable:
                 tracker.stopped = True
             else:
                 task.cancel()

@@ -160,8 +160,9 @@ class BulkStoppedError(PatchworksError):
             ``"permission"`` (a run of 403s) or ``"unreachable"`` (the host).
         first_error: the error that stopped the job.
         finished: items read that got an outcome (yielded).
-        not_sent: items read that got no outcome: never sent, or cancelled
-            while waiting for a retry. ``finished + not_sent`` is every item read.
+        not_sent: items read that got no outcome: never sent, cancelled while
+            waiting for a retry, or (host unreachable) never answered.
+            ``finished + not_sent`` is every item read.
     """
 
     def __init__(
