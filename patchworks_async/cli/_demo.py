@@ -232,8 +232,9 @@ async def _reauthorise_all(
     unexpected: Counter[str] = Counter()
     reporter.start()
     try:
+        # Paced instances come several times on purpose (to show their pacing).
         async for outcome in client.oauth.reauthorise_many(
-            _items(connectors), concurrency=options.concurrency
+            _items(connectors), concurrency=options.concurrency, deduplicate=False
         ):
             if outcome.ok:
                 tally.succeeded += 1
