@@ -41,7 +41,9 @@ async def _drain(client: PatchworksClient, count: int) -> tuple[int, int, float]
     """Run one job; (succeeded, failed, seconds from start to the last outcome)."""
     ok = failed = 0
     started = time.monotonic()
-    async for outcome in client.oauth.reauthorise_many(items(count), concurrency=CONCURRENCY):
+    # The items cycle over INSTANCES ids on purpose: deduplication off, every item is sent.
+    job = client.oauth.reauthorise_many(items(count), concurrency=CONCURRENCY, deduplicate=False)
+    async for outcome in job:
         if outcome.ok:
             ok += 1
         else:

@@ -18,7 +18,8 @@ Promises (issue: bulk reauthorisation jobs; issue 11: a job that stops when it c
 - A connector seen earlier in the same input is not sent again: its item's
   outcome is a failure with :class:`DuplicateConnectorError` (the set of
   connectors seen costs about 90 bytes an item: ``deduplicate=False`` drops it).
-- Input is read lazily, at most ``read_ahead`` items ahead of the outcomes.
+- Input is read lazily, at most ``read_ahead`` items ahead of the outcomes, so
+  memory depends on ``concurrency``, apart from the set of connectors seen.
 - ``concurrency`` bounds the items being *sent*. An item waiting for its
   instance's limiter, or for a retry, holds no slot, so items of other instances
   flow past a slow one (no head-of-line blocking).

@@ -97,17 +97,21 @@ async def test_a_wrong_api_key_stops_the_job(fake: FakePatchworks) -> None:
 async def test_a_wrong_password_stops_the_job_without_a_call(fake: FakePatchworks) -> None:
     ids = [fake.add_instance() for _ in range(100)]
     login = Login(fake.username, "wrong password", url=fake.login_url)
+    items, pulled = _counted([(key, ReauthoriseRequest()) for key in ids])
     async with PatchworksClient(
         base_url=fake.url, login=login, rate_limit=None, retry=FAST_RETRY
     ) as client:
-        outcomes, stopped = await _run_until_stop(
-            client, [(key, ReauthoriseRequest()) for key in ids], concurrency=8
-        )
+        outcomes, stopped = await _run_until_stop(client, items, concurrency=8)
     assert stopped.reason == "authentication"
+    assert isinstance(stopped.first_error, AuthenticationError)
+    assert stopped.first_error.url == fake.login_url
     assert fake.login_count == 0
-    # One login is shared by the calls waiting for it: all of them failed with it.
+    # The calls waited for the login and were never sent: no outcome, all "not sent".
     assert not [r for r in fake.requests if "/reauthorise" in r.path]
-    assert len(outcomes) + stopped.not_sent == stopped.finished + stopped.not_sent
+    assert outcomes == []
+    assert stopped.finished == 0
+    assert stopped.not_sent == pulled[0]
+    assert "wrong password" not in str(stopped)
 
 
 async def test_an_expired_token_cured_by_a_login_does_not_stop(fake: FakePatchworks) -> None:

@@ -30,7 +30,7 @@ from patchworks_async.cli._bulkio import OutputFile
 from patchworks_async.cli._config import InputError, parse_rate_limit, text_fields
 from patchworks_async.cli._progress import RichReporter, Tally, make_reporter, plain_line
 from patchworks_async.models import RateLimit
-from patchworks_async.testing import FakePatchworks
+from patchworks_async.testing import FakePatchworks, Fault
 
 SECRETS_ENV = ("PATCHWORKS_API_KEY", "PATCHWORKS_TOKEN", "PATCHWORKS_PASSWORD")
 
@@ -605,3 +605,22 @@ async def test_unreachable_after_0_keeps_going(tmp_path: pathlib.Path) -> None:
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert len(_lines(output)) == 20
+
+
+async def test_bulk_stops_after_three_403s_in_a_row(
+    fake: FakePatchworks, tmp_path: pathlib.Path
+) -> None:
+    ids = [fake.add_instance() for _ in range(50)]
+    source = _csv_of(tmp_path, ids)
+    output = tmp_path / "out.jsonl"
+    fake.add_faults(*[Fault.status_code(403)] * 3, paths="/reauthorise")
+    run = await cli(
+        fake, "bulk-reauthorise", "--input", str(source), "--output", str(output),
+        "--concurrency", "1", "--rate-limit", "none",
+    )  # fmt: skip
+    assert run.returncode == 3, run.stderr
+    last = run.stderr.splitlines()[-1]
+    assert "refused 3 instances in a row (403)" in last
+    assert "47 items not sent" in last
+    assert len(_lines(output)) == 3
+    assert fake.request_count == 3
