@@ -47,7 +47,7 @@ from ._errors import (
     PermissionDeniedError,
     TransportError,
 )
-from .models import ReauthoriseRequest
+from .models import Instance, ReauthoriseRequest
 
 if TYPE_CHECKING:
     from ._client import PatchworksClient
@@ -69,14 +69,15 @@ class ReauthoriseSuccess:
 
     Attributes:
         connector: the connector as given.
-        result: what ``client.oauth.reauthorise`` returns (the response's JSON object).
+        result: what ``client.oauth.reauthorise`` returns: the :class:`Instance`
+            (the response's JSON object, a ``dict``).
         attempts: how many requests were sent for it.
         elapsed: seconds from its first wait to its outcome.
         index: its position in the input, from 0.
     """
 
     connector: Any
-    result: dict[str, Any]
+    result: Instance
     attempts: int = 0
     elapsed: float = 0.0
     index: int = 0
@@ -191,7 +192,7 @@ async def _send_one(
 ) -> ReauthoriseOutcome:
     started = time.monotonic()
     try:
-        result = await client._call(built, slots, tracker)
+        result = Instance(await client._call(built, slots, tracker))
         new_rate = request.rate_limit
         if new_rate is not None and built.connector is not None:
             client.set_instance_rate_limit(built.connector, new_rate)

@@ -81,7 +81,7 @@ async def bulk(client: PatchworksClient) -> None:
         assert_type(outcome, ReauthoriseOutcome)
         assert_type(outcome.ok, bool)
         assert_type(outcome.connector, Any)
-        assert_type(outcome.result, dict[str, Any] | None)
+        assert_type(outcome.result, Instance | None)
         assert_type(outcome.error, PatchworksError | None)
         assert_type(outcome.attempts, int)
         assert_type(outcome.elapsed, float)
@@ -89,7 +89,7 @@ async def bulk(client: PatchworksClient) -> None:
         # The outcome is a union: checking success narrows it, and the result is present.
         if outcome.ok:
             assert_type(outcome, ReauthoriseSuccess)
-            assert_type(outcome.result, dict[str, Any])
+            assert_type(outcome.result, Instance)
             assert_type(outcome.error, None)
         else:
             assert_type(outcome, ReauthoriseFailure)
@@ -97,7 +97,7 @@ async def bulk(client: PatchworksClient) -> None:
             assert_type(outcome.result, None)
         match outcome:
             case ReauthoriseSuccess(result=result):
-                assert_type(result, dict[str, Any])
+                assert_type(result, Instance)
             case ReauthoriseFailure(error=error):
                 assert_type(error, PatchworksError)
         if isinstance(outcome, ReauthoriseFailure):
