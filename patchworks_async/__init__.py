@@ -7,7 +7,6 @@ name starts with ``_`` is private.
 
 from ._adaptive import AdaptiveQuota, QuotaFigures
 from ._backend import LimiterBackend
-from ._bulk import ReauthoriseFailure, ReauthoriseOutcome, ReauthoriseSuccess
 from ._client import PatchworksClient
 from ._errors import (
     APIError,
@@ -31,6 +30,7 @@ from ._errors import (
 )
 from ._events import Event, EventKind
 from ._oauth import OAuth
+from ._outcomes import ReauthoriseFailure, ReauthoriseOutcome, ReauthoriseSuccess
 from ._ratelimit import RateLimitState
 from ._retry import RetryPolicy
 from ._transport import Timeout

@@ -31,7 +31,7 @@ from patchworks_async import (
     TransportError,
 )
 from patchworks_async._breaker import UnreachableHost
-from patchworks_async._bulk import FORBIDDEN_IN_A_ROW, stop_reason
+from patchworks_async._outcomes import FORBIDDEN_IN_A_ROW, stop_reason
 from patchworks_async.testing import FakePatchworks, Fault
 
 FAST_RETRY = RetryPolicy(backoff_base=0.01, backoff_max=0.02)

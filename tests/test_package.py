@@ -10,10 +10,12 @@ import patchworks_async
 PACKAGE = pathlib.Path(patchworks_async.__file__).parent
 PURE = [
     "_adaptive",
+    "_breaker",
     "_constants",
     "_convert",
     "_errors",
     "_events",
+    "_outcomes",
     "_ratelimit",
     "_retry",
     "_sansio",
