@@ -24,7 +24,6 @@ import attrs
 import orjson
 import pytest
 
-from patchworks_async import InvalidRequestError
 from patchworks_async.cli import main
 from patchworks_async.cli._bulkio import OutputFile
 from patchworks_async.cli._config import InputError, parse_rate_limit, text_fields
@@ -479,13 +478,20 @@ def test_parse_rate_limit() -> None:
 
 
 def test_text_fields() -> None:
+    # Changed by the review of issue 11 (finding 4): problems are returned, not raised,
+    # so that every bad field is named at once with the model's own problems.
     assert text_fields(
         {"rate_limit_duration": " 60 ", "connection_pool_id": "-3", "timezone": "", "type": "x"}
-    ) == {"rate_limit_duration": 60, "connection_pool_id": -3, "type": "x"}
-    assert text_fields({"variables": '[{"key": "k"}]'}) == {"variables": [{"key": "k"}]}
-    assert text_fields({"variables": '{"not": "an array"}'}) == {"variables": '{"not": "an array"}'}
-    with pytest.raises(InvalidRequestError, match="connection_pool_id must be an integer"):
-        text_fields({"connection_pool_id": "1.5"})
+    ) == ({"rate_limit_duration": 60, "connection_pool_id": -3, "type": "x"}, {})
+    assert text_fields({"variables": '[{"key": "k"}]'}) == ({"variables": [{"key": "k"}]}, {})
+    assert text_fields({"variables": '{"not": "an array"}'}) == (
+        {"variables": '{"not": "an array"}'},
+        {},
+    )
+    assert text_fields({"connection_pool_id": "1.5"}) == (
+        {},
+        {"connection_pool_id": "must be an integer"},
+    )
 
 
 def test_rich_progress_bar_draws_and_notes(capsys: pytest.CaptureFixture[str]) -> None:
