@@ -94,7 +94,7 @@ def test_positional_rate_limit_and_login_report_too() -> None:
     assert "user" not in str(info.value)
 
 
-def test_construction_stays_attrs_and_cheap_on_success() -> None:
+def test_construction_succeeds_and_keeps_the_attrs_signature() -> None:
     request = ReauthoriseRequest(timezone="UTC", rate_limit_unit="hour", rate_limit_duration=5)
     assert request.rate_limit == RateLimit(RateLimitUnit.HOUR, 5)
     # The wrapper keeps attrs' signature for help() and inspect.

@@ -45,6 +45,7 @@ _EXTENSIONS: Final = _constants.INPUT_EXTENSIONS
 _MAX_CELL: Final = 8 * 1024 * 1024
 _REAUTHORISE_FIELDS: Final = field_names(ReauthoriseRequest)
 _CHUNK: Final = 64 * 1024
+_MAX_LISTED: Final = 20  # column or key names listed in a message
 
 
 @attrs.frozen
@@ -208,11 +209,12 @@ class InputReader:
         """Refuse ``--ignore-column`` names that are not among ``names``."""
         missing = sorted(self.ignore - set(names))
         if missing:
-            described = [f"{shown(name)}{did_you_mean(name, names)}" for name in missing]
-            listed = ", ".join(shown(name) for name in names)
+            where = "stdin" if self.path == "-" else self.path
+            described = ", ".join(f"{shown(name)}{did_you_mean(name, names)}" for name in missing)
+            listed = ", ".join(shown(name) for name in names[:_MAX_LISTED])
+            more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
             raise InputError(
-                f"{self.path}: --ignore-column {', '.join(described)}: no such {kind} "
-                f"({kind}s: {listed})"
+                f"{where}: --ignore-column {described}: no such {kind} ({kind}s: {listed}{more})"
             )
 
     def _check_keys(self) -> None:
