@@ -70,6 +70,7 @@ class PatchworksError(Exception):
     """
 
     def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the class, its ``args`` and its attributes (``__init__`` is not called)."""
         return (_restore, (type(self), self.args), self.__dict__)
 
 

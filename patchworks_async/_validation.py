@@ -61,13 +61,31 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str:
     """`` (did you mean x?)`` for the closest candidate, or ``""`` when none is close.
 
     The one place a near miss is worded (model fields, CSV columns, command options).
+
+    Args:
+        name: what the user wrote.
+        candidates: what it could have meant.
+
+    Returns:
+        The hint, with its leading space, or ``""``.
     """
     match = closest(name, candidates)
     return f" (did you mean {match}?)" if match else ""
 
 
 def unknown_problem(name: str, candidates: Sequence[str]) -> str:
-    """What to say about an unknown field or column: ``is not a field (did you mean y?)``."""
+    """What to say about an unknown field or column: ``is not a field (did you mean y?)``.
+
+    The message names the model (or the file) once, before its problems, so the
+    problem does not repeat it.
+
+    Args:
+        name: the unknown name.
+        candidates: the valid field names.
+
+    Returns:
+        The problem, to follow the name.
+    """
     return f"is not a field{did_you_mean(name, candidates)}"
 
 
