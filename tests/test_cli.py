@@ -177,7 +177,10 @@ async def test_404_is_one_error_line_exit_1(fake: FakePatchworks) -> None:
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["authorise", "-f", "rate_limit_duration=sixty"], "InvalidRequestError"),
+        (
+            ["authorise", "-f", "rate_limit_duration=sixty"],
+            "ModelValidationError",
+        ),  # every bad field (review 11 #4)
         (["authorise", "--json", "{not json"], "InputError"),
         (["reauthorise", "5", "--json", "[1, 2]"], "InputError"),
         (["reauthorise", "5", "-f", "no-equals-sign"], "InputError"),
@@ -258,8 +261,10 @@ async def test_bulk_csv_with_bad_lines(fake: FakePatchworks, tmp_path: pathlib.P
     assert sorted(r["line"] for r in records) == list(range(2, 43))
     by_line = {r["line"]: r for r in records}
     assert by_line[7]["ok"] is False
-    assert by_line[7]["error"]["type"] == "InvalidRequestError"
+    # A ModelValidationError (an InvalidRequestError) naming every bad cell (review 11 #4).
+    assert by_line[7]["error"]["type"] == "ModelValidationError"
     assert by_line[7]["error"]["field"] == "rate_limit_duration"
+    assert by_line[7]["error"]["errors"] == {"rate_limit_duration": "must be an integer"}
     assert by_line[11]["error"]["message"] == "missing connector"
     assert by_line[42]["error"] == {
         "type": "NotFoundError",

@@ -28,7 +28,12 @@ import attrs
 import orjson
 
 from .. import _constants
-from .._errors import InvalidRequestError, PatchworksError, UnprocessableEntityError
+from .._errors import (
+    InvalidRequestError,
+    ModelValidationError,
+    PatchworksError,
+    UnprocessableEntityError,
+)
 from .._sansio import connector_key
 from .._validation import did_you_mean, field_names, shown
 from ..models import ReauthoriseRequest
@@ -346,7 +351,10 @@ def _is_utf8(cells: list[str]) -> bool:
 
 
 def error_fields(error: BaseException) -> dict[str, Any]:
-    """An error as the output's ``error`` object: type, message, status (and details)."""
+    """An error as the output's ``error`` object: type, message, status (and details).
+
+    ``errors`` holds every problem: the server's (422) or the request's, by path.
+    """
     fields: dict[str, Any] = {
         "type": type(error).__name__,
         "message": str(error),
@@ -354,8 +362,8 @@ def error_fields(error: BaseException) -> dict[str, Any]:
     }
     if isinstance(error, InvalidRequestError) and error.field is not None:
         fields["field"] = error.field
-    if isinstance(error, UnprocessableEntityError) and error.errors:
-        fields["errors"] = error.errors
+    if isinstance(error, UnprocessableEntityError | ModelValidationError) and error.errors:
+        fields["errors"] = error.errors  # every bad field: the server's, or the model's by path
     return fields
 
 
