@@ -115,6 +115,7 @@ def test_extra_is_refused_the_same_way_from_json_and_from_field() -> None:
         with pytest.raises(ModelValidationError) as info:
             request_from_options(ReauthoriseRequest, json_text, None, fields)
         assert info.value.errors == {"extra": "is not a field"}
+        assert "--allow-unknown-fields" not in cli_message(info.value)  # it would not help
 
 
 # -- 4, 12: text fields ------------------------------------------------------------------------

@@ -29,7 +29,9 @@ def cli_message(error: BaseException) -> str:
     message = str(error)
     if isinstance(error, ModelValidationError) and error.errors:
         message = problems_text(error.errors, error.valid_fields)
-        if error.valid_fields:
+        unknown = [path for path, text in error.errors.items() if text.startswith("is not a field")]
+        # "extra" is the models' own word: the option would not send it either.
+        if error.valid_fields and any(path != "extra" and "[" not in path for path in unknown):
             message += f"; pass {_config.ALLOW_UNKNOWN_FLAG} to send unknown fields as they are"
         message += variables_note(error.errors)
     return " ".join(message.split())  # one line, whatever the message held
