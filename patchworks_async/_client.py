@@ -181,7 +181,18 @@ class PatchworksClient:
         """Close the client's own session (a session passed in stays open). Idempotent.
 
         The ``limiter`` backend, if one was passed, is closed too (its ``aclose``).
+
+        Raises:
+            EventLoopError: the client was used in another event loop and is not closed:
+                its connections belong to that loop, so close it there (nothing is closed).
         """
+        loop = self._loop
+        if not self._closed and loop is not None and asyncio.get_running_loop() is not loop:
+            raise EventLoopError(
+                "this PatchworksClient was used in another event loop: close it in the loop "
+                "that used it (one client serves one loop), e.g. with 'async with' inside "
+                "the same asyncio.run()"
+            )
         self._closed = True
         await self._transport.aclose()
         if self._backend is not None:

@@ -54,3 +54,7 @@ ERROR_BODY_PREVIEW: Final = 2048
 
 # Redirects followed at most (Authorization is never sent to another origin).
 MAX_REDIRECTS: Final = 3
+
+#: Input file extensions (lower case) -> format, for ``bulk-reauthorise --input`` and
+#: ``fake-server --instances-file`` alike.
+INPUT_EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -4,14 +4,15 @@ A private converter (never cattrs' global one), built on cattrs' orjson
 preconfiguration: orjson is the fastest JSON codec we have, which matters at
 thousands of calls a second. Requests are unstructured with fields left ``None``
 omitted (the spec's optional fields are omitted, not sent as null), and with
-``extra`` flattened into the body. Responses are structured leniently: unknown
-keys are ignored.
+``extra`` flattened into the body. The request models are built from plain data by
+their own ``from_dict`` (``_validation``), not here; the one response structured here
+(a 422 body) is structured leniently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import cattrs
@@ -26,8 +27,6 @@ from .models import (
     ReauthoriseRequest,
     Variable,
 )
-
-T = TypeVar("T")
 
 
 def _omit_none_hook(converter: cattrs.Converter, cls: type[Any]) -> Any:
@@ -87,56 +86,6 @@ _CONVERTER = _make_converter()
 def unstructure(obj: Any) -> Any:
     """Turn a model into plain JSON-ready data (dicts, lists, scalars)."""
     return _CONVERTER.unstructure(obj)
-
-
-def structure(data: Any, cls: type[T]) -> T:
-    """Build ``cls`` from plain data; keys a request does not know go to its ``extra``.
-
-    The models are built by their own ``from_dict`` (every bad field named by its
-    path, as the caller wrote it); other classes by the converter.
-
-    Raises:
-        InvalidRequestError: naming the fields that do not fit (a ModelValidationError
-            for the models).
-    """
-    from_dict = getattr(cls, "from_dict", None)
-    if from_dict is not None:
-        # Nothing the caller gave is dropped: keys the model does not know go to ``extra``.
-        built: T = from_dict(data, allow_extra=True)
-        return built
-    try:
-        return _CONVERTER.structure(data, cls)
-    except InvalidRequestError:
-        raise
-    except cattrs.ClassValidationError as exc:
-        inner = _first_invalid(exc)
-        if inner is not None:
-            raise inner from None
-        messages = cattrs.transform_error(exc)
-        field = _first_field(messages)
-        raise InvalidRequestError(f"{cls.__name__}: {'; '.join(messages)}", field=field) from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise InvalidRequestError(f"{cls.__name__}: {exc}") from None
-
-
-def _first_invalid(error: BaseException) -> InvalidRequestError | None:
-    """Our own InvalidRequestError, however deep cattrs nested it."""
-    if isinstance(error, InvalidRequestError):
-        return error
-    for inner in getattr(error, "exceptions", ()):
-        found = _first_invalid(inner)
-        if found is not None:
-            return found
-    return None
-
-
-def _first_field(messages: list[str]) -> str | None:
-    # transform_error messages read like "required field missing @ $.timezone".
-    for message in messages:
-        _, _, path = message.partition("@ $.")
-        if path:
-            return path.split(".")[0].split("[")[0]
-    return None
 
 
 def encode_json(data: Any) -> bytes:

@@ -37,8 +37,44 @@ from typing import Any
 _MAX_LISTED = 20
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """Rebuild an exception without its ``__init__`` (pickle and copy call this)."""
+    return cls.__new__(cls, *args)
+
+
+def problems_text(errors: Mapping[str, str], valid_fields: Sequence[str] = ()) -> str:
+    """Problems as one clause list: ``path problem; path problem; valid fields: ...``.
+
+    At most 20 problems are spelt out (``; and N more``); the valid fields, when
+    given, come last in a clause of their own.
+
+    Args:
+        errors: path -> what is wrong with it.
+        valid_fields: the field names to list, or nothing.
+
+    Returns:
+        The text, without a trailing period.
+    """
+    listed = list(errors.items())[:_MAX_LISTED]
+    parts = [f"{path} {problem}" for path, problem in listed]
+    more = len(errors) - len(listed)
+    if more:
+        parts.append(f"and {more} more")
+    if valid_fields:
+        parts.append(f"valid fields: {', '.join(valid_fields)}")
+    return "; ".join(parts)
+
+
 class PatchworksError(Exception):
-    """Root of every exception raised by patchworks-async."""
+    """Root of every exception raised by patchworks-async.
+
+    Every one pickles and copies with its attributes (for process pools and task
+    queues), whatever its ``__init__`` takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the class, its ``args`` and its attributes (``__init__`` is not called)."""
+        return (_restore, (type(self), self.args), self.__dict__)
 
 
 class InvalidRequestError(PatchworksError, ValueError):
@@ -83,12 +119,7 @@ class ModelValidationError(InvalidRequestError, TypeError):
         self.errors: dict[str, str] = dict(errors)
         self.valid_fields = tuple(valid_fields)
         if message is None:
-            listed = list(self.errors.items())[:_MAX_LISTED]
-            parts = "; ".join(f"{path} {problem}" for path, problem in listed)
-            more = len(self.errors) - len(listed)
-            message = f"{model}: {parts}" + (f"; and {more} more" if more else "")
-            if self.valid_fields:
-                message += f" (valid fields: {', '.join(self.valid_fields)})"
+            message = f"{model}: {problems_text(self.errors, self.valid_fields)}"
         super().__init__(message, field=next(iter(self.errors), None))
 
 

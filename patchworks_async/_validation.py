@@ -57,11 +57,36 @@ def closest(name: str, candidates: Sequence[str]) -> str | None:
     return found[0] if found else None
 
 
-def unknown_problem(cls_name: str, name: str, candidates: Sequence[str]) -> str:
-    """What to say about an unknown field: ``is not a field of X (did you mean y?)``."""
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """`` (did you mean x?)`` for the closest candidate, or ``""`` when none is close.
+
+    The one place a near miss is worded (model fields, CSV columns, command options).
+
+    Args:
+        name: what the user wrote.
+        candidates: what it could have meant.
+
+    Returns:
+        The hint, with its leading space, or ``""``.
+    """
     match = closest(name, candidates)
-    hint = f" (did you mean {match}?)" if match else ""
-    return f"is not a field of {cls_name}{hint}"
+    return f" (did you mean {match}?)" if match else ""
+
+
+def unknown_problem(name: str, candidates: Sequence[str]) -> str:
+    """What to say about an unknown field or column: ``is not a field (did you mean y?)``.
+
+    The message names the model (or the file) once, before its problems, so the
+    problem does not repeat it.
+
+    Args:
+        name: the unknown name.
+        candidates: the valid field names.
+
+    Returns:
+        The problem, to follow the name.
+    """
+    return f"is not a field{did_you_mean(name, candidates)}"
 
 
 def _problem(error: InvalidRequestError, path: str) -> str:
@@ -110,7 +135,7 @@ def field_problems(
         given[name] = value
     for key in given:
         if key not in names:
-            problems[shown(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
+            problems[shown(key)] = unknown_problem(str(key), field_names(cls))
     stub = object.__new__(cls)  # only its type is looked at (by the ``extra`` check)
     for field, name in zip(fields, names, strict=True):
         if name not in given:
@@ -188,16 +213,19 @@ def from_mapping(
             {},
             message=f"{cls.__name__} needs a mapping of fields, got {type(data).__name__}",
         )
-    names = {field.alias or field.name for field in attrs.fields(cls) if field.init}  # type: ignore[arg-type]  # cls is an attrs class
+    # ``extra`` is no key of the data: a key named so is unknown like any other, and
+    # only ``allow_extra`` puts unknown keys into ``extra`` (never the data itself).
+    names = set(field_names(cls))
     kwargs = {key: value for key, value in data.items() if key in names}
     unknown = {key: value for key, value in data.items() if key not in names}
     problems: dict[str, str] = {}
-    if unknown and allow_extra and _EXTRA in names:
-        given = kwargs.get(_EXTRA)
-        kwargs[_EXTRA] = {**given, **unknown} if isinstance(given, Mapping) else given or unknown
-    else:
-        for key in unknown:
-            problems[shown(key)] = unknown_problem(cls.__name__, str(key), field_names(cls))
+    has_extra = any(field.name == _EXTRA for field in attrs.fields(cls))  # type: ignore[arg-type]  # cls is an attrs class
+    passed = allow_extra and has_extra
+    for key in unknown:
+        if not passed or key == _EXTRA:  # extra's own name is no key the API knows
+            problems[shown(key)] = unknown_problem(str(key), field_names(cls))
+    if passed and unknown and not problems:
+        kwargs[_EXTRA] = unknown
     for name, model in nested.items():
         items = kwargs.get(name)
         if isinstance(items, list | tuple):
@@ -207,7 +235,8 @@ def from_mapping(
                 del kwargs[name]
     if problems:
         problems.update(field_problems(cls, (), kwargs))
-        valid = field_names(cls) if unknown and not allow_extra else ()
+        refused = any(shown(key) in problems for key in unknown)
+        valid = field_names(cls) if refused else ()
         raise ModelValidationError(cls.__name__, problems, valid_fields=valid)
     return cls(**kwargs)
 

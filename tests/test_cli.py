@@ -24,7 +24,6 @@ import attrs
 import orjson
 import pytest
 
-from patchworks_async import InvalidRequestError
 from patchworks_async.cli import main
 from patchworks_async.cli._bulkio import OutputFile
 from patchworks_async.cli._config import InputError, parse_rate_limit, text_fields
@@ -178,7 +177,10 @@ async def test_404_is_one_error_line_exit_1(fake: FakePatchworks) -> None:
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["authorise", "-f", "rate_limit_duration=sixty"], "InvalidRequestError"),
+        (
+            ["authorise", "-f", "rate_limit_duration=sixty"],
+            "ModelValidationError",
+        ),  # every bad field (review 11 #4)
         (["authorise", "--json", "{not json"], "InputError"),
         (["reauthorise", "5", "--json", "[1, 2]"], "InputError"),
         (["reauthorise", "5", "-f", "no-equals-sign"], "InputError"),
@@ -259,8 +261,10 @@ async def test_bulk_csv_with_bad_lines(fake: FakePatchworks, tmp_path: pathlib.P
     assert sorted(r["line"] for r in records) == list(range(2, 43))
     by_line = {r["line"]: r for r in records}
     assert by_line[7]["ok"] is False
-    assert by_line[7]["error"]["type"] == "InvalidRequestError"
+    # A ModelValidationError (an InvalidRequestError) naming every bad cell (review 11 #4).
+    assert by_line[7]["error"]["type"] == "ModelValidationError"
     assert by_line[7]["error"]["field"] == "rate_limit_duration"
+    assert by_line[7]["error"]["errors"] == {"rate_limit_duration": "must be an integer"}
     assert by_line[11]["error"]["message"] == "missing connector"
     assert by_line[42]["error"] == {
         "type": "NotFoundError",
@@ -479,13 +483,20 @@ def test_parse_rate_limit() -> None:
 
 
 def test_text_fields() -> None:
+    # Changed by the review of issue 11 (finding 4): problems are returned, not raised,
+    # so that every bad field is named at once with the model's own problems.
     assert text_fields(
         {"rate_limit_duration": " 60 ", "connection_pool_id": "-3", "timezone": "", "type": "x"}
-    ) == {"rate_limit_duration": 60, "connection_pool_id": -3, "type": "x"}
-    assert text_fields({"variables": '[{"key": "k"}]'}) == {"variables": [{"key": "k"}]}
-    assert text_fields({"variables": '{"not": "an array"}'}) == {"variables": '{"not": "an array"}'}
-    with pytest.raises(InvalidRequestError, match="connection_pool_id must be an integer"):
-        text_fields({"connection_pool_id": "1.5"})
+    ) == ({"rate_limit_duration": 60, "connection_pool_id": -3, "type": "x"}, {})
+    assert text_fields({"variables": '[{"key": "k"}]'}) == ({"variables": [{"key": "k"}]}, {})
+    assert text_fields({"variables": '{"not": "an array"}'}) == (
+        {"variables": '{"not": "an array"}'},
+        {},
+    )
+    assert text_fields({"connection_pool_id": "1.5"}) == (
+        {},
+        {"connection_pool_id": "must be an integer"},
+    )
 
 
 def test_rich_progress_bar_draws_and_notes(capsys: pytest.CaptureFixture[str]) -> None:

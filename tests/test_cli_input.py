@@ -8,6 +8,7 @@ leaves a column out. Errors name the command line's flags, not Python arguments.
 
 from __future__ import annotations
 
+import argparse
 import io
 import pathlib
 
@@ -17,6 +18,7 @@ from patchworks_async import InvalidRequestError, PatchworksClient, ReauthoriseR
 from patchworks_async.cli._bulkio import BadLine, InputReader, OutputFile, count_records
 from patchworks_async.cli._config import InputError
 from patchworks_async.cli._messages import cli_message
+from patchworks_async.cli._usage import in_cli_words, sources
 from patchworks_async.testing import FakePatchworks
 from tests.test_cli import _error_line, _lines, cli
 
@@ -26,8 +28,9 @@ async def test_an_unknown_field_is_refused_with_the_closest_one(fake: FakePatchw
     run = await cli(fake, "reauthorise", key, "-f", "timezon=Europe/Paris")
     assert run.returncode == 2
     _error_line(run, "ModelValidationError")
-    assert "timezon is not a field of ReauthoriseRequest (did you mean timezone?)" in run.stderr
-    assert "valid fields: authentication_implementation_id, type, timezone" in run.stderr
+    assert "timezon is not a field (did you mean timezone?)" in run.stderr
+    assert "; valid fields: authentication_implementation_id, type, timezone" in run.stderr
+    assert "ReauthoriseRequest" not in run.stderr  # no Python class name (review finding 7)
     assert "--allow-unknown-fields" in run.stderr
     assert fake.request_count == 0
 
@@ -69,7 +72,11 @@ async def test_an_unknown_column_is_refused_before_anything_is_sent(
     run = await cli(fake, "bulk-reauthorise", "--input", str(source), "--output", str(output))
     assert run.returncode == 2
     _error_line(run, "InputError")
-    assert "timezome (did you mean timezone?), notes are not reauthorise fields" in run.stderr
+    # Worded as -f words it (review of issue 11, finding 7: one message for one mistake).
+    assert (
+        "column timezome is not a field (did you mean timezone?); column notes is not a field;"
+        in run.stderr
+    )
     assert "valid fields: authentication_implementation_id, type, timezone" in run.stderr
     assert "--allow-unknown-fields" in run.stderr
     assert "--ignore-column" in run.stderr
@@ -111,13 +118,20 @@ async def test_cli_errors_name_flags_not_python_arguments(fake: FakePatchworks) 
     assert "base_url" not in run.stderr
 
 
-def test_cli_message_maps_only_the_clients_arguments() -> None:
+def test_client_arguments_are_reworded_by_one_table() -> None:
+    # Adapted by the review of issue 11 (finding 9): the one rewriter is
+    # _usage.in_cli_words (what _app._client applies); cli_message re-words no argument.
+    args = argparse.Namespace(api_key_file=None, base_url="http://example.com/")
     with pytest.raises(InvalidRequestError) as info:
         PatchworksClient(api_key="k", base_url="http://example.com/")
-    assert cli_message(info.value).endswith("(pass --allow-insecure-http to insist)")
+    said = in_cli_words(info.value, sources(args))
+    assert said.startswith("--base-url uses plain http")
+    assert said.endswith("(pass --allow-insecure-http to insist)")
     with pytest.raises(InvalidRequestError) as info:
         PatchworksClient(api_key="k", max_connections=0)
-    assert cli_message(info.value) == "--concurrency must be an integer of at least 1"
+    assert in_cli_words(info.value, sources(args)) == (
+        "--concurrency must be an integer of at least 1"
+    )
     with pytest.raises(InvalidRequestError) as request_error:
         ReauthoriseRequest(rate_limit=1)  # type: ignore[call-arg]
     # A request's field keeps its name (it is what the user wrote after -f).
@@ -165,7 +179,7 @@ def test_progress_total_counts_data_rows(tmp_path: pathlib.Path) -> None:
 def test_jsonl_unknown_keys_are_refused_before_reading(tmp_path: pathlib.Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"connector": 1}\n\n{"connector": 2, "timezon": "UTC"}\nnot json\n')
-    with pytest.raises(InputError, match=r"timezon \(did you mean timezone\?\) are not"):
+    with pytest.raises(InputError, match=r"key timezon is not a field \(did you mean timezone\?\)"):
         InputReader(str(source), "jsonl")
     with InputReader(str(source), "jsonl", allow_unknown=True) as reader:
         assert len(list(reader.records())) == 3  # read from the start after the check
@@ -197,7 +211,7 @@ def test_output_writes_a_bad_line_once(tmp_path: pathlib.Path) -> None:
 
 def test_an_unknown_csv_column_fails_when_the_reader_opens(tmp_path: pathlib.Path) -> None:
     source = _csv(tmp_path, "connector,notes", ["1,x"])
-    with pytest.raises(InputError, match="notes are not reauthorise fields"):
+    with pytest.raises(InputError, match="column notes is not a field"):
         InputReader(str(source), "csv")
     with InputReader(str(source), "csv", ignore=["notes"]) as reader:
         assert reader.unknown_columns == []

@@ -40,9 +40,7 @@ def test_unknown_argument_is_an_invalid_request_naming_it_with_the_closest_field
     error = info.value
     assert isinstance(error, InvalidRequestError | PatchworksError | ValueError | TypeError)
     assert error.field == "timezon"
-    assert error.errors == {
-        "timezon": "is not a field of ReauthoriseRequest (did you mean timezone?)"
-    }
+    assert error.errors == {"timezon": "is not a field (did you mean timezone?)"}
     assert "valid fields: authentication_implementation_id, type, timezone" in str(error)
     assert "extra" not in error.valid_fields
 
@@ -96,7 +94,7 @@ def test_positional_rate_limit_and_login_report_too() -> None:
     assert "user" not in str(info.value)
 
 
-def test_construction_stays_attrs_and_cheap_on_success() -> None:
+def test_construction_succeeds_and_keeps_the_attrs_signature() -> None:
     request = ReauthoriseRequest(timezone="UTC", rate_limit_unit="hour", rate_limit_duration=5)
     assert request.rate_limit == RateLimit(RateLimitUnit.HOUR, 5)
     # The wrapper keeps attrs' signature for help() and inspect.
@@ -126,8 +124,8 @@ def test_from_dict_reports_every_bad_field_by_path() -> None:
     with pytest.raises(ModelValidationError) as info:
         ReauthoriseRequest.from_dict(data)
     assert info.value.errors == {
-        "timezon": "is not a field of ReauthoriseRequest (did you mean timezone?)",
-        "variables[2].lable": "is not a field of Variable (did you mean label?)",
+        "timezon": "is not a field (did you mean timezone?)",
+        "variables[2].lable": "is not a field (did you mean label?)",
         "variables[2].key": "must be a string, got int",
         "rate_limit_unit": "must be one of second, minute, hour, day",
         "rate_limit_duration": "must be an integer, got str",

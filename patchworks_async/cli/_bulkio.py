@@ -27,11 +27,17 @@ from typing import IO, Any, Final, Self
 import attrs
 import orjson
 
-from .._errors import InvalidRequestError, PatchworksError, UnprocessableEntityError
+from .. import _constants
+from .._errors import (
+    InvalidRequestError,
+    ModelValidationError,
+    PatchworksError,
+    UnprocessableEntityError,
+)
 from .._sansio import connector_key
-from .._validation import closest, field_names
+from .._validation import did_you_mean, field_names, shown
 from ..models import ReauthoriseRequest
-from ._config import ALLOW_UNKNOWN_FLAG, InputError, text_fields, unknown_columns_error
+from ._config import InputError, build_request, text_fields, unknown_columns_error
 
 try:
     import fcntl
@@ -39,11 +45,12 @@ except ImportError:  # pragma: no cover  # Windows has no flock; the lock is ski
     fcntl = None  # type: ignore[assignment]  # the module is optional on this platform
 
 FORMATS: Final = ("csv", "jsonl")
-_EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_EXTENSIONS: Final = _constants.INPUT_EXTENSIONS
 # A cell may hold a whole ``variables`` array; the API refuses bodies over 8 MB anyway.
 _MAX_CELL: Final = 8 * 1024 * 1024
 _REAUTHORISE_FIELDS: Final = field_names(ReauthoriseRequest)
 _CHUNK: Final = 64 * 1024
+_MAX_LISTED: Final = 20  # column or key names listed in a message
 
 
 @attrs.frozen
@@ -129,6 +136,13 @@ class InputReader:
     out. An unknown CSV column fails at once, and so does an unknown key of a JSON
     Lines file (one pass over it first, constant memory): nothing is sent. Read from
     stdin, which cannot be read twice, an unknown key makes its line a bad line.
+    A name in ``ignore`` that is no column (or no key of any line) is refused, so a
+    misspelt one cannot let the column it meant through; from stdin this is known
+    only at the end, when :meth:`records` raises it. ``connector`` cannot be ignored.
+
+    Raises:
+        InputError: the input cannot be read, its header is bad, a column or key is
+            unknown, or an ignored name is ``connector`` or is not there.
     """
 
     def __init__(
@@ -137,15 +151,18 @@ class InputReader:
         self.path = path
         self.format = fmt
         self.allow_unknown = allow_unknown
+        if "connector" in ignore:
+            raise InputError("--ignore-column connector: the connector column cannot be left out")
         self.ignore = frozenset(ignore)
         self.unknown_columns: list[str] = []
+        self._keys_seen: dict[str, None] = {}  # stdin's keys, for the check at its end
         self._file: IO[Any] = self._open(path, fmt)
         self._header: list[str] = []
         self._csv: Iterator[list[str]] | None = None
         try:
             if fmt == "csv":
                 self._read_header()
-            elif path != "-" and not allow_unknown:
+            elif path != "-" and (self.ignore or not allow_unknown):
                 self._check_keys()
         except BaseException:
             self.close()
@@ -184,30 +201,30 @@ class InputReader:
 
     def _check_columns(self, names: list[str]) -> None:
         """Refuse unknown columns (unless allowed) and ignored columns that are not there."""
-        missing = sorted(self.ignore - set(names))
-        if missing:
-            described = [
-                f"{name} (did you mean {match}?)" if (match := closest(name, names)) else name
-                for name in missing
-            ]
-            raise InputError(
-                f"{self.path}: --ignore-column {', '.join(described)}: no such column "
-                f"(columns: {', '.join(names)})"
-            )
+        self._check_ignored(names, "column")
         self.unknown_columns = [
             name
             for name in names
             if name != "connector" and name not in _REAUTHORISE_FIELDS and name not in self.ignore
         ]
         if self.unknown_columns and not self.allow_unknown:
-            raise unknown_columns_error(
-                self.path, self.unknown_columns, _REAUTHORISE_FIELDS, allow_flag=ALLOW_UNKNOWN_FLAG
+            raise unknown_columns_error(self.path, self.unknown_columns, _REAUTHORISE_FIELDS)
+
+    def _check_ignored(self, names: Sequence[str], kind: str) -> None:
+        """Refuse ``--ignore-column`` names that are not among ``names``."""
+        missing = sorted(self.ignore - set(names))
+        if missing:
+            where = "stdin" if self.path == "-" else self.path
+            described = ", ".join(f"{shown(name)}{did_you_mean(name, names)}" for name in missing)
+            listed = ", ".join(shown(name) for name in names[:_MAX_LISTED])
+            more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+            raise InputError(
+                f"{where}: --ignore-column {described}: no such {kind} ({kind}s: {listed}{more})"
             )
 
     def _check_keys(self) -> None:
-        """Refuse a JSON Lines file whose objects have keys that are not reauthorise fields."""
-        known = {"connector", *_REAUTHORISE_FIELDS, *self.ignore}
-        unknown: dict[str, None] = {}  # in the order found
+        """Refuse a JSON Lines file with keys that are not fields, or ignored names no line has."""
+        seen: dict[str, None] = {}  # every key, in the order found
         for raw in self._file:
             if not raw.strip():
                 continue
@@ -216,12 +233,13 @@ class InputReader:
             except orjson.JSONDecodeError:
                 continue  # its own bad line when read
             if isinstance(data, dict):
-                unknown.update((key, None) for key in data if key not in known)
+                seen.update((key, None) for key in data if key not in seen)
         self._file.seek(0)
-        if unknown:
-            raise unknown_columns_error(
-                self.path, list(unknown), _REAUTHORISE_FIELDS, allow_flag=ALLOW_UNKNOWN_FLAG
-            )
+        self._check_ignored(list(seen), "key")
+        known = {"connector", *_REAUTHORISE_FIELDS, *self.ignore}
+        unknown = [key for key in seen if key not in known]
+        if unknown and not self.allow_unknown:
+            raise unknown_columns_error(self.path, unknown, _REAUTHORISE_FIELDS, kind="key")
 
     def records(self) -> Iterator[Item | BadLine]:
         """Each record in file order, read lazily."""
@@ -262,7 +280,8 @@ class InputReader:
         if not _is_utf8(row):
             return BadLine(line, None, InvalidRequestError("the line is not valid UTF-8"))
         try:
-            return _item(line, connector or None, text_fields(cells), self.allow_unknown)
+            fields, problems = text_fields(cells)
+            return _item(line, connector or None, fields, problems, self.allow_unknown)
         except InvalidRequestError as error:
             return BadLine(line, connector or None, error)
 
@@ -279,13 +298,18 @@ class InputReader:
                 message = "must be a JSON object with a connector and reauthorise fields"
                 yield BadLine(line, None, InvalidRequestError(message))
                 continue
+            if self.ignore and self.path == "-":
+                self._keys_seen.update((key, None) for key in data if key not in self._keys_seen)
             connector = data.pop("connector", None)
             for name in self.ignore:
                 data.pop(name, None)
             try:
-                yield _item(line, connector, data, self.allow_unknown)
+                yield _item(line, connector, data, {}, self.allow_unknown)
             except InvalidRequestError as error:
                 yield BadLine(line, connector, error)
+        if self.path == "-" and self.ignore:
+            # stdin cannot be read twice: checked at its end (a file is checked before).
+            self._check_ignored(list(self._keys_seen), "key")
 
     def close(self) -> None:
         """Close the input (stdin is left open)."""
@@ -304,11 +328,18 @@ class InputReader:
         self.close()
 
 
-def _item(line: int, connector: Any, fields: dict[str, Any], allow_unknown: bool) -> Item:
+def _item(
+    line: int,
+    connector: Any,
+    fields: dict[str, Any],
+    problems: dict[str, str],
+    allow_unknown: bool,
+) -> Item:
     if connector is None or connector == "":
         raise InvalidRequestError("missing connector", field="connector")
     connector_key(connector)  # the library's check: a str or an int, not empty, not too long
-    return Item(line, connector, ReauthoriseRequest.from_dict(fields, allow_extra=allow_unknown))
+    request = build_request(ReauthoriseRequest, fields, problems, allow_unknown=allow_unknown)
+    return Item(line, connector, request)
 
 
 def _is_utf8(cells: list[str]) -> bool:
@@ -320,7 +351,10 @@ def _is_utf8(cells: list[str]) -> bool:
 
 
 def error_fields(error: BaseException) -> dict[str, Any]:
-    """An error as the output's ``error`` object: type, message, status (and details)."""
+    """An error as the output's ``error`` object: type, message, status (and details).
+
+    ``errors`` holds every problem: the server's (422) or the request's, by path.
+    """
     fields: dict[str, Any] = {
         "type": type(error).__name__,
         "message": str(error),
@@ -328,8 +362,8 @@ def error_fields(error: BaseException) -> dict[str, Any]:
     }
     if isinstance(error, InvalidRequestError) and error.field is not None:
         fields["field"] = error.field
-    if isinstance(error, UnprocessableEntityError) and error.errors:
-        fields["errors"] = error.errors
+    if isinstance(error, UnprocessableEntityError | ModelValidationError) and error.errors:
+        fields["errors"] = error.errors  # every bad field: the server's, or the model's by path
     return fields
 
 

@@ -15,8 +15,8 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from .. import _constants
-from .._errors import InvalidRequestError
-from .._validation import closest
+from .._errors import ModelValidationError, problems_text
+from .._validation import shown, unknown_problem
 from ..models import AuthoriseRequest, Login, RateLimit, RateLimitUnit, ReauthoriseRequest
 
 Model = TypeVar("Model", AuthoriseRequest, ReauthoriseRequest)
@@ -118,44 +118,87 @@ def parse_rate_limit(text: str) -> RateLimit | None:
     return RateLimit(RateLimitUnit(match.group(2)), count)
 
 
-def text_fields(cells: Mapping[str, str]) -> dict[str, Any]:
+def text_fields(cells: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Fields given as text (CSV cells, ``--field`` options) as JSON-ready values.
 
     Empty text means unset. ``rate_limit_duration`` and ``connection_pool_id`` become
-    integers; ``variables`` is taken as JSON when it parses as a JSON array, else
-    kept as a string (the spec types it as a string). Everything else stays text.
+    integers; ``variables`` is taken as JSON when it starts with ``[`` (a JSON array),
+    else kept as a string (the spec types it as a string). Everything else stays text.
+    Text that cannot be what its field needs is not guessed at: it is reported.
 
-    Raises:
-        InvalidRequestError: an integer field that is not an integer.
+    Args:
+        cells: field name -> text.
+
+    Returns:
+        The fields that could be read, and field name -> what is wrong with the others
+        (worded as the models word it, to be merged with their problems).
     """
     fields: dict[str, Any] = {}
+    problems: dict[str, str] = {}
     for key, text in cells.items():
         if text == "":
             continue
         if key in INT_FIELDS:
-            if not _INTEGER.fullmatch(text.strip()):
-                raise InvalidRequestError(f"{key} must be an integer", field=key)
-            fields[key] = int(text)
+            if _INTEGER.fullmatch(text.strip()):
+                fields[key] = int(text)
+            else:
+                problems[key] = "must be an integer"
         elif key == "variables":
-            fields[key] = _variables(text)
+            value = _variables(text)
+            if value is None:
+                problems[key] = "starts with [ but is not a JSON array (invalid JSON)"
+            else:
+                fields[key] = value
         else:
             fields[key] = text
-    return fields
+    return fields, problems
 
 
 def _variables(text: str) -> Any:
+    """A JSON array as a list, other text as it is; ``None`` for a broken JSON array."""
+    if not text.lstrip().startswith("["):
+        return text
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return text
-    return value if isinstance(value, list) else text
+        return None
+    return value if isinstance(value, list) else None
+
+
+def build_request(
+    cls: type[Model], data: Mapping[str, Any], problems: Mapping[str, str], *, allow_unknown: bool
+) -> Model:
+    """``cls.from_dict(data)``, its problems merged with those found reading the text.
+
+    Args:
+        cls: the request model.
+        data: the fields that could be read.
+        problems: field -> what is wrong, for the fields that could not (``text_fields``).
+        allow_unknown: send unknown fields as they are (``extra``) instead of refusing them.
+
+    Returns:
+        The request.
+
+    Raises:
+        ModelValidationError: every problem at once, those of ``problems`` first.
+    """
+    try:
+        built = cls.from_dict(data, allow_extra=allow_unknown)
+    except ModelValidationError as error:
+        merged = {**problems}
+        merged.update((path, text) for path, text in error.errors.items() if path not in problems)
+        raise ModelValidationError(cls.__name__, merged, valid_fields=error.valid_fields) from None
+    if problems:
+        raise ModelValidationError(cls.__name__, problems)
+    return built
 
 
 def field_options(pairs: Sequence[str]) -> dict[str, str]:
-    """``["key=value", ...]`` from ``--field`` options as a dict (a later key wins).
+    """``["key=value", ...]`` from ``--field`` options as a dict.
 
     Raises:
-        InputError: an option without ``=`` or with an empty key.
+        InputError: an option without ``=``, with an empty key, or a key given twice
+            (which value was meant is not guessed).
     """
     fields: dict[str, str] = {}
     for pair in pairs:
@@ -163,6 +206,8 @@ def field_options(pairs: Sequence[str]) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise InputError("--field expects KEY=VALUE, e.g. --field timezone=Europe/London")
+        if key in fields:
+            raise InputError(f"--field {shown(key)} is given twice: give each field once")
         fields[key] = value
     return fields
 
@@ -230,31 +275,31 @@ def request_from_options(
             unknown one is named (an unknown one with the closest field).
     """
     data = json_object(json_text, json_file)
-    data.update(text_fields(field_options(fields)))
-    return cls.from_dict(data, allow_extra=allow_unknown)
+    given, problems = text_fields(field_options(fields))
+    data.update(given)
+    return build_request(cls, data, problems, allow_unknown=allow_unknown)
 
 
 def unknown_columns_error(
-    where: str, unknown: Sequence[str], valid: Sequence[str], *, allow_flag: str
+    where: str, unknown: Sequence[str], valid: Sequence[str], *, kind: str = "column"
 ) -> InputError:
     """The refusal of columns (or JSON keys) that are not reauthorise fields.
+
+    Worded as a request's unknown fields are (``_validation.unknown_problem``,
+    ``problems_text``), names cut to 80 printable characters.
 
     Args:
         where: the file, for the message.
         unknown: the unknown names, in the order found.
         valid: the fields the names could have meant.
-        allow_flag: the option that sends them anyway.
+        kind: ``"column"`` (CSV) or ``"key"`` (JSON Lines).
 
     Returns:
         An :class:`InputError` naming each column, its closest field, the valid fields
         and the two options that accept it.
     """
-    described = []
-    for name in unknown:
-        match = closest(name, valid)
-        described.append(f"{name} (did you mean {match}?)" if match else name)
+    problems = {f"{kind} {shown(name)}": unknown_problem(name, valid) for name in unknown}
     return InputError(
-        f"{where}: column(s) or key(s) {', '.join(described)} are not reauthorise fields "
-        f"(valid fields: {', '.join(valid)}); pass {allow_flag} to send them as they are, "
-        f"or --ignore-column NAME to leave one out"
+        f"{where}: {problems_text(problems, valid)}; pass {ALLOW_UNKNOWN_FLAG} to send "
+        f"unknown {kind}s as they are, or --ignore-column NAME to leave one out"
     )

@@ -10,17 +10,12 @@ option's value (it could be a credential).
 from __future__ import annotations
 
 import argparse
-import difflib
 from collections.abc import Sequence
 from typing import Final
 
 from .._errors import AuthenticationError, InvalidRequestError, TransportError
+from .._validation import did_you_mean as _suggestion
 from . import _config
-
-
-def _suggestion(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[str]:
@@ -76,6 +71,11 @@ def sources(args: argparse.Namespace) -> dict[str, str]:
     """
     key = "--api-key-file" if args.api_key_file else _config.ENV_API_KEY
     return {
+        "max_connections": "--concurrency",
+        "rate_limit": "--rate-limit",
+        "timeout": "--timeout",
+        "retry.max_attempts": "--max-attempts",
+        "max_attempts": "--max-attempts",
         "base_url": "--base-url" if args.base_url else _config.ENV_BASE_URL,
         "api_key": key,
         "token": _config.ENV_TOKEN,

@@ -22,6 +22,7 @@ from typing import Final
 
 import orjson
 
+from .._constants import INPUT_EXTENSIONS
 from ._server import FakePatchworks
 
 PROG: Final = "python -m patchworks_async.testing"
@@ -31,8 +32,8 @@ DESCRIPTION: Final = (
 )
 EPILOG: Final = """\
 instances: --instances N makes the ids 1 to N; --instances-file PATH takes the ids from
-  PATH: a .csv file's "connector" column (a bulk-reauthorise input), a .jsonl file's
-  "connector" keys, else one id per line. Other ids answer 404 to reauthorise.
+  PATH: a .csv file's "connector" column (a bulk-reauthorise input), a .jsonl or
+  .ndjson file's "connector" keys, else one id per line. Other ids answer 404 to reauthorise.
 
 exit codes:
   0    stopped by Ctrl-C or SIGTERM
@@ -101,8 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seed.add_argument(
         "--instances-file",
         metavar="PATH",
-        help="start with the instance ids in PATH (.csv: its connector column; .jsonl: "
-        "each line's connector; else one id per line)",
+        help="start with the instance ids in PATH (.csv: its connector column; .jsonl or "
+        ".ndjson: each line's connector; else one id per line)",
     )
     parser.add_argument(
         "--token-ttl", type=_seconds, default=86400.0, metavar="SECONDS",
@@ -143,8 +144,9 @@ def read_instance_ids(path: str) -> list[str]:
 
     Args:
         path: a ``.csv`` file with a header row and a ``connector`` column, a ``.jsonl``
-            file of objects with a ``connector`` key, or any other text file with one
-            id per line; blank lines (and ``#`` comment lines in a plain file) are skipped.
+            (or ``.ndjson``) file of objects with a ``connector`` key, or any other text
+            file with one id per line; blank lines (and ``#`` comment lines in a plain
+            file) are skipped.
 
     Returns:
         The ids as text.
@@ -153,11 +155,13 @@ def read_instance_ids(path: str) -> list[str]:
         InstancesFileError: the file cannot be read, has no ``connector`` column or
             key, or holds no id.
     """
+    fmt = INPUT_EXTENSIONS.get(os.path.splitext(path)[1].lower())
     try:
-        with open(path, encoding="utf-8", newline="") as file:
-            if path.endswith(".csv"):
+        # utf-8-sig: a spreadsheet's byte order mark is not part of the first column's name.
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            if fmt == "csv":
                 ids = _csv_ids(file, path)
-            elif path.endswith(".jsonl"):
+            elif fmt == "jsonl":
                 ids = _jsonl_ids(file, path)
             else:
                 ids = [line.strip() for line in file]
@@ -172,10 +176,13 @@ def read_instance_ids(path: str) -> list[str]:
 
 
 def _csv_ids(lines: Iterable[str], path: str) -> list[str]:
-    reader = csv.DictReader(lines)
-    if reader.fieldnames is None or "connector" not in reader.fieldnames:
+    reader = csv.reader(lines)
+    header = [name.strip() for name in next(reader, [])]  # as bulk-reauthorise reads it
+    if "connector" not in header:
         raise InstancesFileError(f'--instances-file {path} has no "connector" column')
-    return [row["connector"].strip() for row in reader if (row.get("connector") or "").strip()]
+    column = header.index("connector")
+    cells = (row[column].strip() for row in reader if len(row) > column)
+    return [cell for cell in cells if cell]
 
 
 def _jsonl_ids(lines: Iterable[str], path: str) -> list[str]:
