@@ -207,7 +207,9 @@ def _examples() -> list[PatchworksError]:
         elif name == "InvalidRequestError":
             built.append(cls("bad", field="timezone"))
         elif name == "BulkStoppedError":
-            first = patchworks_async.AuthenticationError(body=None, message="401", **api)
+            first = patchworks_async.AuthenticationError(
+                status=401, method="POST", url="https://x/y", headers={}, body=None, message="401"
+            )
             built.append(
                 cls("stopped", reason="authentication", first_error=first, finished=1, not_sent=2)
             )
