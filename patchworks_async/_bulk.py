@@ -192,11 +192,16 @@ class _Job:
         self.seen: set[str] | None = set() if deduplicate else None
         self.forbidden_in_a_row = 0
         self.stop: tuple[str, PatchworksError] | None = None
+        # OpenTelemetry hook: one parent span for the job; each item's call runs under it.
+        telemetry = client._telemetry
+        self.otel = telemetry.bulk_job() if telemetry is not None else None
 
     def start(self, index: int, item: object) -> None:
         """Start the item's call, or queue its outcome at once (bad input, a duplicate)."""
         connector, built, request = _build(index, item)
         if isinstance(built, PatchworksError):
+            if self.otel is not None:  # OpenTelemetry hook: refused input, nothing sent
+                self.otel.refused("reauthorise", built)
             self.finished.put_nowait(
                 ReauthoriseFailure(connector=connector, error=built, index=index)
             )
@@ -209,6 +214,8 @@ class _Job:
                     f"item {index}: connector {key!r} came earlier in this input; sent once",
                     connector=key,
                 )
+                if self.otel is not None:  # OpenTelemetry hook: not sent
+                    self.otel.refused("reauthorise", duplicate)
                 self.finished.put_nowait(
                     ReauthoriseFailure(connector=connector, error=duplicate, index=index)
                 )
@@ -218,7 +225,8 @@ class _Job:
         task = asyncio.create_task(
             _send_one(
                 self.client, index, connector, built, request, self.slots, tracker, self._judge
-            )
+            ),
+            context=self.otel.task_context() if self.otel is not None else None,
         )
         self.running[task] = tracker
         task.add_done_callback(self._done)
@@ -357,6 +365,7 @@ async def reauthorise_many(
     consumer = asyncio.current_task()
     if consumer is not None:
         consumer.add_done_callback(on_consumer_done)
+    ended_by: BaseException | None = None
     try:
         while True:
             if abandoned:
@@ -383,6 +392,8 @@ async def reauthorise_many(
             if got is _WAKE:
                 continue
             outcome = got.result() if isinstance(got, asyncio.Task) else got
+            if job.otel is not None:
+                job.otel.outcome(outcome.ok)
             if on_progress is not None:
                 on_progress(outcome)
             yielded += 1
@@ -391,7 +402,12 @@ async def reauthorise_many(
             raise job.stopped_error(yielded, index - yielded) from job.stop[1]
         if input_error is not None:
             raise input_error
+    except BaseException as error:
+        ended_by = error
+        raise
     finally:
         if consumer is not None:
             consumer.remove_done_callback(on_consumer_done)
         await job.cancel_all()
+        if job.otel is not None:
+            job.otel.end(ended_by)

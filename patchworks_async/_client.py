@@ -40,6 +40,7 @@ from ._errors import (
 from ._events import Event, EventHook, EventKind, log_event, logger
 from ._limits import AdaptiveLimiter, InstanceRegistry, Limiter, Limits, StrictLimiter
 from ._oauth import OAuth
+from ._otel import make_telemetry
 from ._ratelimit import RateLimitState, parse_rate_limit_headers, parse_retry_after, read_quota
 from ._retry import RetryPolicy, decide
 from ._sansio import Request
@@ -85,6 +86,12 @@ class PatchworksClient:
             (connection refused, timeouts), the host is deemed down: for the next
             10 s calls raise :class:`HostUnreachableError` at once instead of each
             retrying for up to a minute. ``None`` turns it off. Default 8.
+        opentelemetry: emit OpenTelemetry traces and metrics through the global
+            tracer and meter providers (needs the ``otel`` extra).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` to use instead of the
+            global one (passing one switches OpenTelemetry on).
+        meter_provider: an OpenTelemetry ``MeterProvider`` to use instead of the
+            global one (passing one switches OpenTelemetry on).
 
     Raises:
         InvalidRequestError: bad configuration, naming the argument.
@@ -110,6 +117,9 @@ class PatchworksClient:
         limiter: LimiterBackend | None = None,
         adaptive_quota: bool | AdaptiveQuota = True,
         unreachable_after: int | None = _constants.DEFAULT_UNREACHABLE_AFTER,
+        opentelemetry: bool = False,
+        tracer_provider: object | None = None,
+        meter_provider: object | None = None,
     ) -> None:
         self._auth = pick_auth(api_key, token, login)
         if login is not None:
@@ -163,6 +173,16 @@ class PatchworksClient:
         self._latest_headers: tuple[Mapping[str, str], float] | None = None
         self._closed = False
         self.oauth = OAuth(self)
+        # -- OpenTelemetry hook (_otel.py): None unless asked for, so the off path pays nothing.
+        self._telemetry = make_telemetry(
+            self,
+            enabled=opentelemetry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+        if self._telemetry is not None:
+            # Every call then goes through its call span; without it, no check is made at all.
+            self._call = self._telemetry.wrap_call(self._call)  # type: ignore[method-assign]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -319,12 +339,15 @@ class PatchworksClient:
 
     def _emit(self, **fields: Any) -> None:
         hook = self.on_event
+        telemetry = self._telemetry
         debug = logger.isEnabledFor(logging.DEBUG)
-        if hook is None and not debug:
+        if hook is None and telemetry is None and not debug:
             return
         event = Event(**fields)
         if debug:
             log_event(event)
+        if telemetry is not None:  # OpenTelemetry hook: attempt spans follow the events
+            telemetry.on_event(event)
         if hook is not None:
             hook(event)
 
@@ -424,7 +447,11 @@ class PatchworksClient:
         )
 
     def _hooked(self) -> bool:
-        return self.on_event is not None or logger.isEnabledFor(logging.DEBUG)
+        return (
+            self.on_event is not None
+            or self._telemetry is not None
+            or logger.isEnabledFor(logging.DEBUG)
+        )
 
     def _gave_up(
         self,
@@ -464,9 +491,12 @@ class PatchworksClient:
         url = self.base_url + request.path
         if limits.gate.remaining() > self.retry.max_retry_after:
             raise self._paused_too_long(limits, request, url)
-        async with limits.slot(request.connector, extra, timed=observe) as waited:
+        slot = limits.slot(request.connector, extra, timed=observe)
+        async with slot as waited:
             headers = {**request.headers, "Authorization": auth}
             if observe:
+                if self._telemetry is not None:  # OpenTelemetry hook: waits, traceparent
+                    self._telemetry.sent(slot, headers)
                 self._emit(
                     kind=EventKind.WAITED,
                     operation=request.operation,
@@ -506,6 +536,8 @@ class PatchworksClient:
                 connector=request.connector,
                 status=raw.status,
             )
+            if self._telemetry is not None:  # OpenTelemetry hook: status, request id
+                self._telemetry.received(raw)
         return self._judge(limits, request, raw, auth)
 
     def _paused_too_long(self, limits: Limits, request: Request, url: str) -> RateLimitError:

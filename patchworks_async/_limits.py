@@ -321,7 +321,13 @@ class Slot:
     generator's machinery as a few microseconds of each call's cost.
     """
 
-    __slots__ = ("_connector", "_entry", "_extra", "_limits", "_timed")
+    __slots__ = ("_connector", "_entry", "_extra", "_limits", "_timed", "waits")
+
+    #: Set on the timed path only (OpenTelemetry reads it): seconds waited for the
+    #: instance's limiter (``None`` when the instance is not paced), for an in-flight
+    #: slot, and for the pause gate and client-wide limiter; and whether the pause
+    #: gate was closed when the request reached it.
+    waits: tuple[float | None, float, float, bool]
 
     def __init__(
         self,
@@ -358,21 +364,28 @@ class Slot:
         started = loop.time()
         if entry is None:
             await limits._take_slots(extra)
+            slotted = loop.time()
+            paused = limits.gate.remaining() > 0
             try:
                 await limits._client_turn()
             except BaseException:
                 limits._release_slots(extra)
                 raise
-            return loop.time() - started
+            ended = loop.time()
+            self.waits = (None, slotted - started, ended - slotted, paused)
+            return ended - started
         self._entry = entry
         try:
             async with entry.lock:
                 await entry.limiter.acquire()
                 granted = loop.time()
                 await limits._take_slots(extra)
+                slotted = loop.time()
+                paused = limits.gate.remaining() > 0
                 try:
                     await limits._client_turn()
-                    await entry.limiter.recharge(loop.time() - granted)
+                    turned = loop.time()
+                    await entry.limiter.recharge(turned - granted)
                 except BaseException:
                     limits._release_slots(extra)
                     raise
@@ -380,7 +393,9 @@ class Slot:
             self._entry = None
             limits.instances.release(entry)
             raise
-        return loop.time() - started
+        ended = loop.time()
+        self.waits = (granted - started, slotted - granted, turned - slotted, paused)
+        return ended - started
 
     async def __aexit__(
         self,

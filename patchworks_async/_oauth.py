@@ -13,6 +13,7 @@ from ._bulk import (
     check_bulk_arguments,
     reauthorise_many,
 )
+from ._errors import InvalidRequestError
 from .models import AuthoriseRequest, Connector, Instance, ReauthoriseRequest
 
 if TYPE_CHECKING:
@@ -54,7 +55,12 @@ class OAuth:
             InvalidRequestError: ``request`` is not an AuthoriseRequest (nothing sent).
             PatchworksError: any other error of the package.
         """
-        built = _sansio.build_authorise(request)
+        try:
+            built = _sansio.build_authorise(request)
+        except InvalidRequestError as error:
+            if self._client._telemetry is not None:  # OpenTelemetry hook: refused input
+                self._client._telemetry.refused("authorise", error)
+            raise
         # One copy of the decoded dict, at C speed; no second decode, no converter.
         result = Instance(await self._client._call(built))
         instance_id = result.id
@@ -96,7 +102,12 @@ class OAuth:
             PatchworksError: any other error of the package.
         """
         body = request if request is not None else ReauthoriseRequest()
-        built = _sansio.build_reauthorise(connector, body)
+        try:
+            built = _sansio.build_reauthorise(connector, body)
+        except InvalidRequestError as error:
+            if self._client._telemetry is not None:  # OpenTelemetry hook: refused input
+                self._client._telemetry.refused("reauthorise", error)
+            raise
         result = Instance(await self._client._call(built))
         new_rate = body.rate_limit
         if new_rate is not None and built.connector is not None:
