@@ -33,8 +33,10 @@ from patchworks_async import (
     UnprocessableEntityError,
     Variable,
 )
+from patchworks_async.cli import main
 from patchworks_async.testing import FakePatchworks, Fault
 
+from .test_cli import cli
 from .test_hostile_input import connectors
 from .test_secrets import assert_no_secret
 
@@ -571,3 +573,29 @@ async def test_opentelemetry_true_uses_the_global_providers(fake: FakePatchworks
     )
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
     assert await asyncio.wait_for(process.wait(), 60) == 0
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+async def test_cli_otel_console_writes_spans_and_metrics_to_stderr(fake: FakePatchworks) -> None:
+    instance = fake.add_instance()
+    run = await cli(fake, "reauthorise", instance, "--field", "timezone=UTC", "--otel", "console")
+    assert run.returncode == 0, run.stderr
+    assert str(run.json()["id"]) == instance  # standard output holds only the answer
+    assert '"name": "patchworks.reauthorise"' in run.stderr
+    assert '"name": "patchworks.reauthorise attempt"' in run.stderr
+    assert '"name": "http.client.request.duration"' in run.stderr
+    assert "traceparent" in fake.requests[-1].headers
+
+
+def test_cli_otel_without_the_sdk_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.metrics", None)  # as if not installed
+    monkeypatch.setenv("PATCHWORKS_API_KEY", "k")
+    monkeypatch.setenv("PATCHWORKS_BASE_URL", "http://127.0.0.1:1")
+    assert main(["authenticate", "--otel", "console"]) == 2
+    error = capsys.readouterr().err
+    assert "--otel console needs the OpenTelemetry SDK, which is not installed" in error
+    assert "pip install 'patchworks-async[otel]' opentelemetry-sdk" in error

@@ -27,6 +27,7 @@ from . import _config, _usage
 from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from ._config import InputError
 from ._messages import cli_message
+from ._otel import client_arguments
 from ._progress import DEFAULT_INTERVAL
 
 PROG: Final = "patchworks-async"
@@ -161,6 +162,12 @@ def _connection_options() -> argparse.ArgumentParser:
         default=_constants.DEFAULT_MAX_ATTEMPTS,
         metavar="N",
         help="attempts per call, the first included; 1 turns retries off (default: %(default)s)",
+    )
+    group.add_argument(
+        "--otel",
+        choices=("console", "otlp"),
+        help="export OpenTelemetry traces and metrics to standard error or to an OTLP/HTTP "
+        "collector (needs opentelemetry-sdk; otlp also opentelemetry-exporter-otlp-proto-http)",
     )
     return parent
 
@@ -385,6 +392,7 @@ def _client(args: argparse.Namespace, concurrency: int = 1) -> PatchworksClient:
                 args, "unreachable_after", _constants.DEFAULT_UNREACHABLE_AFTER
             )
             or None,
+            **client_arguments(args.otel),
         )
     except InvalidRequestError as error:
         raise InputError(_usage.in_cli_words(error, _usage.sources(args))) from None
