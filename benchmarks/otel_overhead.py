@@ -6,13 +6,14 @@ falls on each alike), sends ``PATCH /api/v1/oauth/{connector}/reauthorise`` from
 ``--concurrency`` workers for ``--seconds``. It prints the client process's CPU
 microseconds per call and the calls per second, median of the rounds.
 
+"api" is ``opentelemetry=True`` with no SDK configured (the API's no-op providers);
 "on" uses an SDK ``TracerProvider`` whose spans go to a processor that drops them,
 and an SDK ``MeterProvider`` with an ``InMemoryMetricReader`` that is never read:
 the client's own cost, not an exporter's. ``--modes off`` runs with any
 ``patchworks_async`` on the path (run it with ``PYTHONPATH`` at another checkout to
 compare with that one).
 
-    python benchmarks/otel_overhead.py [--rounds 5] [--seconds 2] [--concurrency 16]
+    python benchmarks/otel_overhead.py [--rounds 5] [--seconds 2] [--modes off,api,on]
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ async def run(
     url: str, api_key: str, mode: str, seconds: float, concurrency: int
 ) -> tuple[float, float]:
     """One timed run; returns (CPU microseconds per call, calls per second)."""
-    extra = otel_arguments() if mode == "on" else {}
+    extra: dict[str, Any] = {}
+    if mode == "on":
+        extra = otel_arguments()
+    elif mode == "api":
+        extra = {"opentelemetry": True}  # the global providers: no SDK set, so no-op ones
     async with PatchworksClient(
         base_url=url, api_key=api_key, rate_limit=None, max_connections=concurrency, **extra
     ) as client:
@@ -70,7 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--modes", default="off,on")
+    parser.add_argument("--modes", default="off,api,on")
     args = parser.parse_args()
     modes = args.modes.split(",")
     results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}

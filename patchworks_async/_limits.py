@@ -325,9 +325,10 @@ class Slot:
 
     #: Set on the timed path only (OpenTelemetry reads it): seconds waited for the
     #: instance's limiter (``None`` when the instance is not paced), for an in-flight
-    #: slot, and for the pause gate and client-wide limiter; and whether the pause
-    #: gate was closed when the request reached it.
-    waits: tuple[float | None, float, float, bool]
+    #: slot, and for the pause gate and client-wide limiter (``None`` when there is
+    #: no client-wide limit and the gate was open); and whether the pause gate was
+    #: closed when the request reached it.
+    waits: tuple[float | None, float, float | None, bool]
 
     def __init__(
         self,
@@ -372,7 +373,8 @@ class Slot:
                 limits._release_slots(extra)
                 raise
             ended = loop.time()
-            self.waits = (None, slotted - started, ended - slotted, paused)
+            client = ended - slotted if paused or limits.client_limiter is not None else None
+            self.waits = (None, slotted - started, client, paused)
             return ended - started
         self._entry = entry
         try:
@@ -394,7 +396,8 @@ class Slot:
             limits.instances.release(entry)
             raise
         ended = loop.time()
-        self.waits = (granted - started, slotted - granted, turned - slotted, paused)
+        client = turned - slotted if paused or limits.client_limiter is not None else None
+        self.waits = (granted - started, slotted - granted, client, paused)
         return ended - started
 
     async def __aexit__(

@@ -151,7 +151,7 @@ class _CallState:
         self.request_id: str | None = None
         self.status: int | None = None
         self.sent_at: float | None = None
-        self.waits = dict.fromkeys(_WAIT_NAMES, 0.0)
+        self.waits: dict[str, float] = {}
 
 
 #: The call in progress in this task (each asyncio task has its own context).
@@ -190,6 +190,9 @@ class Telemetry:
             description="Duration of HTTP client requests (one per attempt, from send to answer).",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self._wait_attributes = {
+            name: {**self.server, "patchworks.limiter": name} for name in _WAIT_NAMES
+        }
         self._wait = meter.create_histogram(
             "patchworks.client.limiter.wait.duration",
             unit="s",
@@ -372,10 +375,10 @@ class Telemetry:
         attributes: Attributes = {"patchworks.rate_limit.paused": paused}
         for name, seconds in zip(_WAIT_NAMES, (instance, in_flight, client), strict=True):
             if seconds is None:
-                continue  # the instance is not paced: no limiter, no wait to report
-            state.waits[name] += seconds
+                continue  # that limiter does not apply to this request: nothing to report
+            state.waits[name] = state.waits.get(name, 0.0) + seconds
             attributes[f"patchworks.wait.{name}"] = seconds
-            self._wait.record(seconds, {**self.server, "patchworks.limiter": name})
+            self._wait.record(seconds, self._wait_attributes[name])
         state.paused = state.paused or paused
         span = state.attempt_span
         if span is not None:

@@ -193,6 +193,11 @@ async def test_a_success_is_one_call_span_with_one_attempt(
     assert duration.attributes["url.template"] == TEMPLATE
     assert "patchworks.request_id" not in duration.attributes  # unbounded: span only
     assert otel.total("http.client.active_requests") == 0
+    # No instance limiter, no client-wide limit: only the in-flight bound applied.
+    waits = otel.points("patchworks.client.limiter.wait.duration")
+    assert [point.attributes["patchworks.limiter"] for point in waits] == ["in_flight"]
+    assert "patchworks.wait.instance" not in attributes
+    assert "patchworks.wait.client" not in attributes
 
 
 async def test_a_retried_5xx_is_two_attempt_spans_under_one_call(
