@@ -210,11 +210,8 @@ class Telemetry:
             unit="{response}",
             description="429 answers received.",
         )
-        self._active = meter.create_up_down_counter(
-            "http.client.active_requests",
-            unit="{request}",
-            description="Requests in flight (sent, not yet answered).",
-        )
+        #: Requests sent and not yet answered: observed (``_Gauges``), not counted per call.
+        self.in_flight = 0
         _gauges_of(meter).add(client)
 
     # -- the call span ---------------------------------------------------------------------
@@ -387,7 +384,7 @@ class Telemetry:
         self._attempts.add(1, state.attributes)
         propagate.inject(headers)
         state.sent_at = time.perf_counter()
-        self._active.add(1, self.server)
+        self.in_flight += 1
 
     def received(self, raw: RawResponse) -> None:
         """A response came back: its status and request id end the attempt span.
@@ -431,7 +428,7 @@ class Telemetry:
         if state.sent_at is not None:
             elapsed = time.perf_counter() - state.sent_at
             state.sent_at = None
-            self._active.add(-1, self.server)
+            self.in_flight -= 1
             # Status and error.type only: a request id per data point would be unbounded.
             self._duration.record(elapsed, {**state.attributes, **attributes})
         if request_id is not None:
@@ -531,6 +528,12 @@ class _Gauges:
             unit="{request}/s",
             description="The rate the client paces calls at (client-wide, and per instance).",
         )
+        meter.create_observable_up_down_counter(
+            "http.client.active_requests",
+            callbacks=[self._active],
+            unit="{request}",
+            description="Requests in flight (sent, not yet answered).",
+        )
         meter.create_observable_gauge(
             "patchworks.client.quota.limit",
             callbacks=[self._quota_limit],
@@ -575,6 +578,15 @@ class _Gauges:
                     )
                 )
         return observations
+
+    def _active(self, options: CallbackOptions) -> Iterable[Observation]:
+        # Summed by server: two clients of one server must not hide each other's requests.
+        totals: dict[tuple[tuple[str, Any], ...], int] = {}
+        for client, server in self._each():
+            telemetry = client._telemetry
+            key = tuple(sorted(server.items()))
+            totals[key] = totals.get(key, 0) + (telemetry.in_flight if telemetry else 0)
+        return [Observation(count, dict(key)) for key, count in totals.items()]
 
     def _quota_limit(self, options: CallbackOptions) -> Iterable[Observation]:
         return [

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from patchworks_async import (
     AuthenticationError,
+    EventKind,
     InvalidRequestError,
     Login,
     PatchworksClient,
@@ -33,6 +34,7 @@ from patchworks_async import (
     UnprocessableEntityError,
     Variable,
 )
+from patchworks_async import Event as PatchworksEvent
 from patchworks_async.cli import main
 from patchworks_async.testing import FakePatchworks, Fault
 
@@ -158,7 +160,15 @@ async def test_a_success_is_one_call_span_with_one_attempt(
     fake: FakePatchworks, traced: PatchworksClient, otel: Otel
 ) -> None:
     instance = fake.add_instance()
+    in_flight_when_sent: list[float] = []
+
+    def on_event(event: PatchworksEvent) -> None:
+        if event.kind is EventKind.SENT:
+            in_flight_when_sent.append(otel.total("http.client.active_requests"))
+
+    traced.on_event = on_event
     await traced.oauth.reauthorise(instance, ReauthoriseRequest(timezone="UTC"))
+    assert in_flight_when_sent == [1]
     (call,) = otel.named("patchworks.reauthorise")
     assert call.kind is SpanKind.CLIENT
     assert call.parent_id is None
@@ -192,7 +202,8 @@ async def test_a_success_is_one_call_span_with_one_attempt(
     assert duration.attributes["http.response.status_code"] == 200
     assert duration.attributes["url.template"] == TEMPLATE
     assert "patchworks.request_id" not in duration.attributes  # unbounded: span only
-    assert otel.total("http.client.active_requests") == 0
+    (active,) = otel.points("http.client.active_requests")
+    assert active.value == 0
     # No instance limiter, no client-wide limit: only the in-flight bound applied.
     waits = otel.points("patchworks.client.limiter.wait.duration")
     assert [point.attributes["patchworks.limiter"] for point in waits] == ["in_flight"]
