@@ -24,6 +24,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from patchworks_async import (
     AuthoriseRequest,
@@ -128,6 +133,22 @@ class Run:
         self.errors: list[BaseException] = []
         self.objects: list[object] = []
         self.events: list[Event] = []
+        # Every client also exports OpenTelemetry spans and metrics, read back in memory.
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.metrics = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.metrics])
+
+    def exported(self) -> dict[str, str]:
+        """The spans and metrics the clients exported, as JSON texts."""
+        texts = {
+            f"span {i} ({span.name})": span.to_json()
+            for i, span in enumerate(self.spans.get_finished_spans())
+        }
+        data = self.metrics.get_metrics_data()
+        texts["metrics"] = data.to_json() if data is not None else ""
+        return texts
 
     async def expect_error(self, call: Any) -> None:
         try:
@@ -143,7 +164,11 @@ class Run:
         if not {"api_key", "token", "login"} & kwargs.keys():
             kwargs["api_key"] = API_KEY
         client = PatchworksClient(
-            base_url=kwargs.pop("base_url", fake.url), on_event=self.events.append, **kwargs
+            base_url=kwargs.pop("base_url", fake.url),
+            on_event=self.events.append,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            **kwargs,
         )
         self.objects += [client, client._auth, client.oauth]
         return client
@@ -287,6 +312,9 @@ async def test_no_secret_in_logs_errors_or_reprs(debug_everywhere: Capture) -> N
             texts[f"error {i} ({type(error).__name__}) text {j}"] = text
     for i, thing in enumerate([*run.objects, *run.events]):
         texts[f"repr of {type(thing).__name__} #{i}"] = f"{thing!r}\n{thing!s}"
+    exported = run.exported()
+    assert len(exported) > 20  # the calls above were traced
+    texts.update(exported)
     assert_no_secret([API_KEY, WRONG_KEY, PASSWORD, WRONG_PASSWORD, *tokens], texts)
 
 
@@ -367,6 +395,35 @@ async def test_the_command_line_shows_no_secret(tmp_path: Path) -> None:
             (1, ["reauthorise", "missing", "-f", "timezone=UTC"], with_key, True),
             (1, ["woo-app-auth", "--max-attempts", "1"], with_key, True),
             (1, ["bulk-reauthorise", *bulk_files, "--progress", "plain"], with_key, True),
+            # OpenTelemetry's console export (standard error) of a login, a 401 and a bulk job.
+            (
+                0,
+                ["authorise", *fields, "--otel", "console"],
+                {**login, "PATCHWORKS_PASSWORD": PASSWORD},
+                False,
+            ),
+            (
+                1,
+                ["authenticate", "--otel", "console"],
+                {**base, "PATCHWORKS_API_KEY": WRONG_KEY},
+                False,
+            ),
+            (
+                1,
+                [
+                    "bulk-reauthorise",
+                    "--input",
+                    str(bulk_input),
+                    "--output",
+                    str(tmp_path / "out-otel.jsonl"),  # its own: the runs are concurrent
+                    "--progress",
+                    "plain",
+                    "--otel",
+                    "console",
+                ],
+                with_key,
+                False,
+            ),
             (
                 2,
                 ["authenticate", "--base-url", f"https://u:{PASSWORD}@core.wearepatchworks.com"],
@@ -386,6 +443,7 @@ async def test_the_command_line_shows_no_secret(tmp_path: Path) -> None:
         texts[f"{name} stdout"] = stdout
         texts[f"{name} stderr"] = stderr
     assert "DEBUG" in "".join(texts.values())  # the debug runs did log
+    assert '"name": "patchworks.reauthorise_many"' in "".join(texts.values())  # --otel exported
     assert len(tokens) >= 2
     assert_no_secret([API_KEY, WRONG_KEY, PASSWORD, WRONG_PASSWORD, *tokens], texts)
 
