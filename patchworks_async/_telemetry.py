@@ -346,6 +346,7 @@ class Telemetry:
         if state.attempt_span is not None:
             self._end_attempt(state)
         state.attempts = attempt
+        state.status = None  # the call's status is its last attempt's (none for a transport error)
         attributes: Attributes = {"patchworks.attempt": attempt}
         if attempt > 1:
             attributes["http.request.resend_count"] = attempt - 1
@@ -551,7 +552,11 @@ class _Gauges:
         self._clients.add(client)
 
     def _each(self) -> Iterable[tuple[PatchworksClient, Attributes]]:
-        for client in list(self._clients):
+        try:
+            clients = list(self._clients)
+        except RuntimeError:  # a client was made (in the loop's thread) during the copy
+            return
+        for client in clients:
             telemetry = client._telemetry
             if telemetry is not None:
                 yield client, telemetry.server

@@ -242,6 +242,28 @@ async def test_a_retried_5xx_is_two_attempt_spans_under_one_call(
     assert statuses == {503: 1, 200: 1}
 
 
+async def test_a_dropped_connection_is_an_attempt_with_the_transport_error(
+    fake: FakePatchworks, traced: PatchworksClient, otel: Otel
+) -> None:
+    instance = fake.add_instance()
+    fake.add_faults(Fault.status_code(503), Fault.dropped())
+    await traced.oauth.reauthorise(instance, ReauthoriseRequest(timezone="UTC"))
+    (call,) = otel.named("patchworks.reauthorise")
+    first, second, third = attempts_of(otel, call)
+    assert first.attributes["http.response.status_code"] == 503
+    assert "http.response.status_code" not in second.attributes
+    assert second.attributes["error.type"] == "TransportError"
+    assert second.status is StatusCode.ERROR
+    assert third.attributes["http.response.status_code"] == 200
+    assert call.attributes["patchworks.retries"] == 2
+    errors = {
+        p.attributes.get("error.type"): p.count for p in otel.points("http.client.request.duration")
+    }
+    assert errors == {"503": 1, "TransportError": 1, None: 1}
+    (active,) = otel.points("http.client.active_requests")
+    assert active.value == 0  # the failed attempt left the in-flight count too
+
+
 async def test_a_call_that_fails_for_good_has_an_error_status(
     fake: FakePatchworks, traced: PatchworksClient, otel: Otel
 ) -> None:
