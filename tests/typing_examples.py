@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from patchworks_async import (
     AdaptiveQuota,
     APIError,
@@ -132,6 +134,8 @@ async def configuration() -> None:
         client.set_instance_rate_limit(7, None)
         assert_type(client.instance_rate_limit("instance-1"), RateLimit | None)
     assert_type(PatchworksClient(api_key="key", rate_limit=None, retry=None), PatchworksClient)
+    assert_type(PatchworksClient(api_key="key", opentelemetry=True), PatchworksClient)
+    assert_type(PatchworksClient(api_key="key", tracer_provider=TracerProvider()), PatchworksClient)
     assert_type(events[0].kind, EventKind)
     assert_type(events[0].connector, str | None)
 
