@@ -38,6 +38,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from ._errors import InvalidRequestError
 from ._events import Event, EventKind
+from ._ratelimit import RateLimitState, parse_rate_limit_headers
 from ._sansio import OAUTH_PREFIX, header
 from ._version import __version__
 
@@ -564,13 +565,15 @@ class _Gauges:
     def _rates(self, options: CallbackOptions) -> Iterable[Observation]:
         observations: list[Observation] = []
         for client, server in self._each():
-            limits = client._limits
-            limiter = limits.client_limiter if limits is not None else None
-            rate = limiter.rate if limiter is not None else client.rate_limit
-            if rate is not None:
-                observations.append(
-                    Observation(rate.per_second, {**server, "patchworks.limiter": "client"})
-                )
+            client_wide = _client_rate(client)
+            if client_wide is not None:
+                per_second, source = client_wide
+                attributes = {
+                    **server,
+                    "patchworks.limiter": "client",
+                    "patchworks.limit_source": source,
+                }
+                observations.append(Observation(per_second, attributes))
             for connector, per_second in _instance_rates(client):
                 observations.append(
                     Observation(
@@ -597,15 +600,42 @@ class _Gauges:
         return [
             Observation(state.limit, server)
             for client, server in self._each()
-            if (state := client.rate_limit_state) is not None and state.limit is not None
+            if (state := _server_figures(client)) is not None and state.limit is not None
         ]
 
     def _quota_remaining(self, options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(state.remaining, server)
             for client, server in self._each()
-            if (state := client.rate_limit_state) is not None and state.remaining is not None
+            if (state := _server_figures(client)) is not None and state.remaining is not None
         ]
+
+
+# The gauges' callbacks run in the exporter's thread: they read the client's state and
+# change nothing (``rate_limit_state`` would: it parses the latest headers in place).
+
+
+def _server_figures(client: PatchworksClient) -> RateLimitState | None:
+    """The figures of the latest response's rate-limit headers, parsed here."""
+    latest = client._latest_headers
+    if latest is None:
+        return client._rate_limit_state
+    headers, seen = latest
+    return parse_rate_limit_headers(headers, now=seen)
+
+
+def _client_rate(client: PatchworksClient) -> tuple[float, str] | None:
+    """The client-wide rate, per second, and where it comes from.
+
+    With ``adaptive_quota`` it is the quota learnt from the server's headers
+    (``"server"``) until then the configured one; else the configured ``rate_limit``.
+    """
+    quota = client._quota
+    if quota is not None:
+        return quota.limit / quota.window, quota.limit_source
+    if client.rate_limit is None:
+        return None
+    return client.rate_limit.per_second, "configured"
 
 
 def _instance_rates(client: PatchworksClient) -> list[tuple[str, float]]:

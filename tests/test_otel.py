@@ -393,6 +393,18 @@ async def test_with_the_aiohttp_instrumentation_its_http_span_is_a_child_of_ours
 # -- metrics -----------------------------------------------------------------------------------
 
 
+def rates_of(otel: Otel) -> dict[tuple[str, str | None, str | None], float]:
+    """The rate gauge's readings by (limiter, connector, limit source)."""
+    return {
+        (
+            p.attributes["patchworks.limiter"],
+            p.attributes.get("patchworks.connector"),
+            p.attributes.get("patchworks.limit_source"),
+        ): p.value
+        for p in otel.points("patchworks.client.rate_limit")
+    }
+
+
 async def test_limiter_waits_and_learnt_limits_are_reported(otel: Otel) -> None:
     async with (
         FakePatchworks(quota=1000) as fake,
@@ -406,6 +418,11 @@ async def test_limiter_waits_and_learnt_limits_are_reported(otel: Otel) -> None:
     ):
         instance = fake.add_instance()
         client.set_instance_rate_limit(instance, RateLimit("second", 50))
+        # Before any answer: the configured client-wide rate.
+        assert rates_of(otel) == {
+            ("client", None, "configured"): 100.0,
+            ("instance", instance, None): 50.0,
+        }
         await client.oauth.reauthorise(instance, ReauthoriseRequest(timezone="UTC"))
         (call,) = otel.named("patchworks.reauthorise")
         for name in ("instance", "in_flight", "client"):
@@ -415,11 +432,11 @@ async def test_limiter_waits_and_learnt_limits_are_reported(otel: Otel) -> None:
             for p in otel.points("patchworks.client.limiter.wait.duration")
         }
         assert waits == {"instance": 1, "in_flight": 1, "client": 1}
-        rates = {
-            (p.attributes["patchworks.limiter"], p.attributes.get("patchworks.connector")): p.value
-            for p in otel.points("patchworks.client.rate_limit")
+        # The adaptive quota learnt the server's 1,000 a minute from X-RateLimit-Limit.
+        assert rates_of(otel) == {
+            ("client", None, "server"): 1000 / 60,
+            ("instance", instance, None): 50.0,
         }
-        assert rates == {("client", None): 100.0, ("instance", instance): 50.0}
         state = client.rate_limit_state
         assert state is not None
         (limit,) = otel.points("patchworks.client.quota.limit")
