@@ -340,9 +340,13 @@ async def reauthorise_many(
 
     Raises:
         BulkStoppedError: the job stopped because it could not succeed.
+        EventLoopError: the client serves another event loop (nothing is read or sent).
         Exception: whatever the item iterator raised, unchanged, once the items read are done.
     """
     window = check_bulk_arguments(concurrency, read_ahead)
+    # One client serves one loop: a job in another is refused once, before any item is
+    # read, not item by item with one EventLoopError outcome each.
+    client._limits_in(asyncio.get_running_loop())
     pull = _puller(items)
     job = _Job(client, concurrency, deduplicate=deduplicate)
     finished = job.finished

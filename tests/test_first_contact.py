@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -87,6 +88,36 @@ def test_a_second_event_loop_is_refused_before_any_io() -> None:
     assert "one client serves one loop" in str(info.value)
     assert len(events) == sent  # not even queued: nothing was tried
     assert all(event.kind is not EventKind.GAVE_UP for event in events)
+
+
+def test_a_bulk_job_in_a_second_loop_is_refused_once_before_reading_any_item() -> None:
+    async def first() -> tuple[str, PatchworksClient]:
+        async with FakePatchworks() as fake:
+            client = PatchworksClient(base_url=fake.url, api_key=fake.api_key, rate_limit=None)
+            key = fake.add_instance()
+            await client.oauth.reauthorise(key)
+            await client.aclose()
+            return key, client
+
+    key, client = asyncio.run(first())
+    read: list[int] = []
+
+    def items() -> Iterator[tuple[str, ReauthoriseRequest]]:
+        for index in range(50):
+            read.append(index)
+            yield key, ReauthoriseRequest()
+
+    outcomes: list[object] = []
+
+    async def second() -> None:
+        async for outcome in client.oauth.reauthorise_many(items()):
+            outcomes.append(outcome)
+
+    with pytest.raises(EventLoopError):
+        asyncio.run(second())
+    # One error for the job, not fifty failed outcomes; the input was not even read.
+    assert outcomes == []
+    assert read == []
 
 
 def test_a_client_not_yet_used_may_start_in_any_loop() -> None:
