@@ -441,6 +441,11 @@ class BackgroundConsumer:
     at once, the bursts evenly spaced. It starts ``offset`` seconds after the server.
     Its requests are counted against the key like any other: over the quota they
     are refused (``FakePatchworks.background_denied``).
+
+    Attributes:
+        share: the share of the quota it spends, per window.
+        burst: requests it sends at once (1: evenly spaced).
+        offset: seconds after the server's start before it begins.
     """
 
     share: float = attrs.field(validator=_check_share)
