@@ -77,7 +77,6 @@ class LoginAuth:
         self._header: str | None = None
         self._expires_at = 0.0
         self._pending: asyncio.Future[str] | None = None
-        self.logins = 0
 
     @property
     def refreshable(self) -> bool:
@@ -155,5 +154,4 @@ class LoginAuth:
         margin = min(_constants.TOKEN_REFRESH_MARGIN, float(expires_in) / 10)
         self._expires_at = started + float(expires_in) - margin
         self._header = f"Bearer {token}"
-        self.logins += 1
         return self._header

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ._limits import Limiter
 from .models import RateLimit
@@ -31,44 +31,60 @@ class PauseTarget(Protocol):
     """What :meth:`LimiterBackend.attach` is given: the client's pause gate."""
 
     def pause(self, seconds: float) -> None:
-        """Hold the client's calls for ``seconds`` from now (a longer pause is kept)."""
+        """Hold the client's calls for ``seconds`` from now (a longer pause is kept).
+
+        Args:
+            seconds: how long to hold the calls.
+        """
 
     def remaining(self) -> float:
-        """Seconds until the client's calls may leave again (0 when open)."""
+        """Seconds until the client's calls may leave again.
+
+        Returns:
+            The seconds left of the pause; 0 when the gate is open.
+        """
 
 
-class LimiterBackend:
-    """Base class of shared limiter backends (see ``patchworks_async.redis``).
+@runtime_checkable
+class LimiterBackend(Protocol):
+    """A shared limiter backend, as ``PatchworksClient(limiter=...)`` takes it.
 
     A backend makes the limiters the client uses, and spreads a pause (a 429) to
-    every process that shares it.
+    every process that shares it; ``patchworks_async.redis.RedisLimiter`` is one.
+    A class of your own is a backend when it has these six methods (mypy checks
+    it against this protocol where you pass it to the client). Subclass
+    ``LimiterBackend`` to inherit the no-op ``bind``, ``attach``, ``pause`` and
+    ``aclose``; ``client_limiter`` and ``instance_limiter`` you always write. A
+    limiter they return has a ``rate`` attribute (the :class:`RateLimit`) and two
+    coroutine methods: ``acquire()`` waits for one request's turn and counts it,
+    ``recharge(seconds_since_grant)`` counts it as leaving now.
     """
 
     def client_limiter(self, rate: RateLimit) -> Limiter:
-        """The client-wide limiter for ``rate``.
+        """Make the client-wide limiter for ``rate``.
 
         Args:
             rate: the client's ``rate_limit``.
 
         Returns:
-            A :class:`Limiter` the client waits on before every call.
+            A limiter the client waits on before every call.
         """
-        raise NotImplementedError
+        ...
 
     def instance_limiter(self, connector: str, rate: RateLimit) -> Limiter:
-        """The limiter of one instance.
+        """Make the limiter of one instance.
 
         Args:
             connector: the instance id, as a string.
             rate: the instance's limit.
 
         Returns:
-            A :class:`Limiter` the client waits on before every call on that instance.
+            A limiter the client waits on before every call on that instance.
         """
-        raise NotImplementedError
+        ...
 
     def bind(self, credential_fingerprint: str) -> None:
-        """Called once by the client with a hash of its credential (never the credential).
+        """Take the hash of the client's credential (never the credential); called once.
 
         A shared backend scopes its keys by it, so that clients of one credential
         share one budget and clients of different credentials do not.
@@ -80,21 +96,25 @@ class LimiterBackend:
             ValueError: the backend refuses the binding (the client raises
                 ``InvalidRequestError`` naming ``limiter``).
         """
+        return  # a body, so that a subclass inherits this no-op (mypy: not abstract)
 
     def attach(self, gate: PauseTarget) -> None:
-        """Called once with the client's pause gate, inside the running loop.
+        """Take the client's pause gate; called once, inside the running loop.
 
         Args:
             gate: the client's pause gate; a pause learnt from the backend closes it too.
         """
+        return  # a body, so that a subclass inherits this no-op (mypy: not abstract)
 
     def pause(self, seconds: float) -> None:
-        """A 429 was seen: pause every sharer for ``seconds``.
+        """Pause every sharer for ``seconds``: a 429 was seen.
 
         Args:
             seconds: how long to pause (always positive); the client has already
                 paused its own gate.
         """
+        return  # a body, so that a subclass inherits this no-op (mypy: not abstract)
 
     async def aclose(self) -> None:
-        """Release the backend's connections."""
+        """Release the backend's connections (the client's ``aclose`` calls it)."""
+        return  # a body, so that a subclass inherits this no-op (mypy: not abstract)

@@ -292,7 +292,8 @@ class _Job:
 
     def stopped_error(self, finished: int, not_sent: int) -> BulkStoppedError:
         """The error that ends a stopped job."""
-        assert self.stop is not None  # only called once the job stopped
+        if self.stop is None:  # only called once the job stopped
+            raise RuntimeError("stopped_error called before the job stopped")
         reason, error = self.stop
         what = {
             "authentication": "the credential was refused (401)",

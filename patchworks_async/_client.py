@@ -620,7 +620,8 @@ class PatchworksClient:
     def _learn_quota(self, raw: RawResponse, now: float) -> bool:
         """Feed the adaptive tracker one response; True when its figures were used."""
         quota = self._quota
-        assert quota is not None  # only called in adaptive mode
+        if quota is None:  # only called in adaptive mode
+            raise RuntimeError("_learn_quota called without adaptive_quota")
         headers = raw.headers
         monotonic = asyncio.get_running_loop().time()
         reading = read_quota(headers.get("X-RateLimit-Limit"), headers.get("X-RateLimit-Remaining"))

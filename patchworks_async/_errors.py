@@ -229,7 +229,13 @@ class ResponseDecodeError(PatchworksError):
 
 
 class ResponseTooLargeError(PatchworksError):
-    """Raised when a response body is larger than ``max_response_bytes``."""
+    """Raised when a response body is larger than ``max_response_bytes``.
+
+    Attributes:
+        method: the request's HTTP method.
+        url: the request's URL.
+        limit: the ``max_response_bytes`` that was exceeded.
+    """
 
     def __init__(self, message: str, *, method: str, url: str, limit: int) -> None:
         super().__init__(message)

@@ -28,7 +28,19 @@ class EventKind(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class Event:
-    """One stage of one attempt of one call."""
+    """One stage of one attempt of one call.
+
+    Attributes:
+        kind: the stage (:class:`EventKind`).
+        operation: the call, e.g. ``"reauthorise"``.
+        attempt: the attempt's number, from 1.
+        connector: the instance id, for calls on one instance.
+        waited_ms: milliseconds spent in the limiters (``waited``).
+        status: the response's HTTP status (``response``).
+        delay: seconds until the retry (``retry``).
+        error: the error's class name (``response``, ``gave_up``).
+        reason: why the call gave up (``gave_up``).
+    """
 
     kind: EventKind
     operation: str

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 
 class OAuth:
-    """The four calls of the spec's ``Oauth`` tag: ``client.oauth``."""
+    """The four calls of the spec's ``Oauth`` tag: ``client.oauth``.
+
+    Args:
+        client: the client whose ``oauth`` this is (the client makes it).
+    """
 
     def __init__(self, client: PatchworksClient) -> None:
         self._client = client

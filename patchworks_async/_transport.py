@@ -41,6 +41,10 @@ class Timeout:
     ``total`` bounds one attempt from sending to the last body byte; ``connect``
     bounds opening a connection. Waiting in the client's limiters is never
     counted (requests are only handed to aiohttp when a connection is free).
+
+    Attributes:
+        total: seconds for one attempt, from sending to the last body byte.
+        connect: seconds for opening a connection.
     """
 
     total: float = _constants.DEFAULT_TOTAL_TIMEOUT

@@ -217,6 +217,15 @@ class Variable(FromDict):
     ``variables.*.key``, ``.value``, ``.label``, ``.secret``, ``.locked``,
     ``.pivot.*`` and (for reauthorise) ``.id``. Fields left ``None`` are not sent.
     ``value`` is hidden from ``repr`` because a variable may be a secret.
+
+    Attributes:
+        key: the variable's key (required).
+        value: its value: a string, number, boolean or ``None`` (hidden from ``repr``).
+        label: a label to show.
+        secret: whether the value is a secret.
+        locked: whether the variable is locked.
+        id: the variable's id (reauthorise only).
+        pivot: the pivot object, a JSON object sent as given.
     """
 
     key: str = attrs.field(validator=_required_str)
@@ -282,6 +291,19 @@ class AuthoriseRequest(FromDict):
     :class:`Variable`, sent as a JSON array as the validation rules describe.
     ``extra`` passes further fields through unchanged (the documentation's
     validation rules also list ``name``, which the spec leaves out).
+
+    Attributes:
+        authentication_implementation_id: the authentication implementation (required).
+        timezone: the instance's timezone, e.g. ``"Europe/London"`` (required).
+        date_format: the instance's date format (required).
+        rate_limit_unit: the unit of the instance's rate limit (required).
+        rate_limit_duration: requests per ``rate_limit_unit`` (required, positive).
+        connection_pool_id: the connection pool to use.
+        variables: a string, or a sequence of :class:`Variable` (hidden from ``repr``).
+        session_id: a session id (hidden from ``repr``).
+        platform_app_key: the platform's app key (hidden from ``repr``).
+        certificate_id: a certificate id.
+        extra: further fields, sent unchanged (hidden from ``repr``).
     """
 
     authentication_implementation_id: str = attrs.field(validator=_required_str)
@@ -311,6 +333,17 @@ class ReauthoriseRequest(FromDict):
     """Body of ``PATCH /api/v1/oauth/{connector}/reauthorise``: all eight fields optional.
 
     Fields left ``None`` are omitted from the body, not sent as null.
+
+    Attributes:
+        authentication_implementation_id: a new authentication implementation.
+        type: a new type.
+        timezone: a new timezone.
+        date_format: a new date format.
+        rate_limit_unit: a new unit of the instance's rate limit.
+        rate_limit_duration: new requests per ``rate_limit_unit`` (positive).
+        connection_pool_id: a new connection pool.
+        variables: a string, or a sequence of :class:`Variable` (hidden from ``repr``).
+        extra: further fields, sent unchanged (hidden from ``repr``).
     """
 
     authentication_implementation_id: str | None = attrs.field(
@@ -350,6 +383,11 @@ class RateLimit(FromDict):
     sliding window of one unit ever holds more than ``duration`` of them.
     ``burst`` > 1 lets that many go at once after an idle spell (a window can
     then hold up to ``duration + burst - 1``).
+
+    Attributes:
+        unit: the unit, a :class:`RateLimitUnit` or its name (``"minute"``).
+        duration: requests per one ``unit`` (positive).
+        burst: requests that may leave at once after an idle spell (default 1).
     """
 
     unit: RateLimitUnit = attrs.field(converter=_unit)
@@ -382,6 +420,11 @@ class Login(FromDict):
 
     ``url`` is configurable because other login URLs exist (DOMAIN.md). The
     password never appears in ``repr``.
+
+    Attributes:
+        username: the login's user name.
+        password: the login's password (never in ``repr``).
+        url: the login URL.
     """
 
     username: str = attrs.field(validator=_required_str)
@@ -395,7 +438,12 @@ class Login(FromDict):
 
 @attrs.frozen(kw_only=True)
 class ErrorResponse:
-    """The Laravel validation error body of a 422: ``{"message": ..., "errors": {...}}``."""
+    """The Laravel validation error body of a 422: ``{"message": ..., "errors": {...}}``.
+
+    Attributes:
+        message: the error's message.
+        errors: the messages of each field that failed validation.
+    """
 
     message: str = ""
     errors: dict[str, list[str]] = attrs.field(factory=dict)

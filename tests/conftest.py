@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -46,6 +47,7 @@ def _requests_follow_the_spec(
     started: list[FakePatchworks] = []
     original = FakePatchworks.start
 
+    @functools.wraps(original)  # keeps its docstring: tests/test_docstrings.py reads it
     async def start(self: FakePatchworks) -> None:
         started.append(self)
         await original(self)

@@ -502,6 +502,9 @@ class _CountingBackend(LimiterBackend):
 
         return Counting(rate)
 
+    def instance_limiter(self, connector: str, rate: RateLimit) -> Limiter:
+        return StrictLimiter(rate)
+
 
 async def test_with_a_shared_backend_its_limiter_paces_until_the_server_speaks() -> None:
     async with FakePatchworks(quota=1000) as fake:

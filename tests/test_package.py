@@ -98,3 +98,14 @@ def test_testing_all_is_sorted_and_complete() -> None:
     assert "FaultKind" in exported
     for name in exported:
         assert getattr(testing, name) is getattr(_server, name), name
+
+
+def test_no_bare_assert_checks_anything_at_run_time() -> None:
+    # ``python -O`` strips asserts: a runtime check raises a proper error instead.
+    found = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assert)
+    ]
+    assert found == []

@@ -7,7 +7,7 @@ change to one fails ``mypy --strict`` here before it reaches a user's type check
 
 from __future__ import annotations
 
-from typing import Any, assert_type
+from typing import Any, Protocol, assert_type
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -227,13 +227,88 @@ async def fake_server() -> None:
     assert_type(shared.background_denied, int)
 
 
-class MyBackend(LimiterBackend):
-    """A user's backend overrides only what it needs."""
+class MyLimiter:
+    """A user's limiter: a ``rate`` and the two coroutines the client awaits."""
+
+    def __init__(self, rate: RateLimit) -> None:
+        self.rate = rate
+
+    async def acquire(self) -> None:
+        """Wait for a turn."""
+
+    async def recharge(self, seconds_since_grant: float) -> None:
+        """Count the request as leaving now."""
+
+
+class Gate(Protocol):
+    """The part of the client's pause gate this backend uses (the gate has more)."""
+
+    def pause(self, seconds: float) -> None: ...
+
+
+class MyBackend:
+    """A user's backend written from scratch: checked structurally against the protocol."""
+
+    def __init__(self) -> None:
+        self.gate: Gate | None = None
+
+    def client_limiter(self, rate: RateLimit) -> MyLimiter:
+        return MyLimiter(rate)
+
+    def instance_limiter(self, connector: str, rate: RateLimit) -> MyLimiter:
+        assert_type(connector, str)
+        return MyLimiter(rate)
+
+    def bind(self, credential_fingerprint: str) -> None:
+        assert_type(credential_fingerprint, str)
+
+    def attach(self, gate: Gate) -> None:
+        self.gate = gate
 
     def pause(self, seconds: float) -> None:
         assert_type(seconds, float)
 
+    async def aclose(self) -> None:
+        self.gate = None
+
+
+class MySubclassBackend(LimiterBackend):
+    """A subclass inherits the no-op ``bind``, ``attach``, ``pause`` and ``aclose``."""
+
+    def client_limiter(self, rate: RateLimit) -> MyLimiter:
+        return MyLimiter(rate)
+
+    def instance_limiter(self, connector: str, rate: RateLimit) -> MyLimiter:
+        return MyLimiter(rate)
+
+
+class HalfBackend(LimiterBackend):
+    """Forgets ``client_limiter`` and ``instance_limiter``: mypy refuses to make one."""
+
+
+class WrongBackend:
+    """Has every method, but ``client_limiter`` returns no limiter."""
+
+    def client_limiter(self, rate: RateLimit) -> int:
+        return 1
+
+    def instance_limiter(self, connector: str, rate: RateLimit) -> MyLimiter:
+        return MyLimiter(rate)
+
+    def bind(self, credential_fingerprint: str) -> None: ...
+
+    def attach(self, gate: Gate) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    async def aclose(self) -> None: ...
+
 
 async def backend() -> None:
-    async with PatchworksClient(api_key="key", limiter=MyBackend()) as client:
+    mine: LimiterBackend = MyBackend()
+    async with PatchworksClient(api_key="key", limiter=mine) as client:
         assert_type(client, PatchworksClient)
+    async with PatchworksClient(api_key="key", limiter=MySubclassBackend()) as client:
+        assert_type(client, PatchworksClient)
+    HalfBackend()  # type: ignore[abstract]
+    PatchworksClient(api_key="key", limiter=WrongBackend())  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from typing import Any, Final
 import orjson
 
 from .. import _constants
+from .._argtypes import non_negative_int, positive_float, positive_int
 from .._client import PatchworksClient
 from .._errors import InvalidRequestError, PatchworksError
 from .._retry import RetryPolicy
@@ -91,36 +92,6 @@ DEMO_EPILOG: Final = (
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be a positive number")
-    return value
-
-
 def _rate_limit(text: str) -> RateLimit | None:
     try:
         return _config.parse_rate_limit(text)
@@ -151,14 +122,14 @@ def _connection_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=_constants.DEFAULT_TOTAL_TIMEOUT,
         metavar="SECONDS",
         help="time limit of one attempt (default: %(default)s)",
     )
     group.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=positive_int,
         default=_constants.DEFAULT_MAX_ATTEMPTS,
         metavar="N",
         help="attempts per call, the first included; 1 turns retries off (default: %(default)s)",
@@ -211,7 +182,7 @@ def _progress_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--progress-interval",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_INTERVAL,
         metavar="SECONDS",
         help="seconds between plain progress lines (default: %(default)s)",
@@ -318,7 +289,7 @@ def _bulk_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         metavar="N",
         help="calls in flight at once (default: %(default)s)",
@@ -333,7 +304,7 @@ def _bulk_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--unreachable-after",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=_constants.DEFAULT_UNREACHABLE_AFTER,
         metavar="N",
         help="stop the job (exit 3) once N calls in a row got no answer at all from the host "
@@ -349,21 +320,21 @@ def _fake_server_parser(parser: argparse.ArgumentParser) -> None:
 def _demo_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--instances",
-        type=_positive_int,
+        type=positive_int,
         default=2500,
         metavar="N",
         help="instances the fake holds, each reauthorised once (default %(default)s)",
     )
     parser.add_argument(
         "--rate",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="N",
         help="the client's limit (and the fake's quota), requests a second (default %(default)s)",
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         metavar="N",
         help="calls in flight at once (default %(default)s)",

@@ -44,7 +44,6 @@ try:
 except ImportError:  # pragma: no cover  # Windows has no flock; the lock is skipped there
     fcntl = None  # type: ignore[assignment]  # the module is optional on this platform
 
-FORMATS: Final = ("csv", "jsonl")
 _EXTENSIONS: Final = _constants.INPUT_EXTENSIONS
 # A cell may hold a whole ``variables`` array; the API refuses bodies over 8 MB anyway.
 _MAX_CELL: Final = 8 * 1024 * 1024
@@ -378,7 +377,6 @@ class OutputFile:
     def __init__(self, path: str, *, resume: bool) -> None:
         self.path = path
         self.done: set[str] = set()
-        self.kept_lines = 0
         # The bad input lines already recorded, so a resumed job does not repeat them.
         self._bad_lines: set[tuple[Any, ...]] = set()
         try:
@@ -435,7 +433,6 @@ class OutputFile:
                 record = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 continue  # not ours, or damaged: ignored, never fatal
-            self.kept_lines += 1
             if not isinstance(record, dict):
                 continue
             if record.get("ok") is True:

@@ -1,7 +1,7 @@
 """``RedisLimiter``: the backend that ``PatchworksClient(limiter=...)`` takes.
 
-It owns the connection (made lazily, inside the running loop), runs the scripts,
-handles an outage as ``on_unavailable`` says, and spreads pauses.
+It scopes the keys, makes the shared limiters and spreads pauses; the connection
+(connect, outages, reconnect, scripts) is ``RedisConnection``'s.
 """
 
 from __future__ import annotations
@@ -10,31 +10,24 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any
 
-import backoff
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._backend import LimiterBackend, PauseTarget
 from .._limits import SAFETY_MARGIN, Limiter
 from ..models import RateLimit
-from ._scripts import PRELUDE, SCRIPTS, SLACK_MS, US
-from ._shared import SharedLimiter, Unavailable
+from ._connection import (
+    OnUnavailable,
+    RedisConnection,
+    Unavailable,
+    connect_from_url,
+    outage_waits,
+)
+from ._scripts import SLACK_MS, US
+from ._shared import SharedLimiter, SharedPause
 
 logger = logging.getLogger("patchworks_async.redis")
-
-OnUnavailable = Literal["wait", "local"]
-
-_BACKOFF_FIRST: Final = 0.05  # "wait": first pause between tries while Redis is away
-_BACKOFF_MAX: Final = 1.0
-_PROBE_INTERVAL: Final = 1.0  # "local": how often Redis is tried again during an outage
-_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
 
 def _check_namespace(namespace: str) -> str:
@@ -88,18 +81,9 @@ class RedisLimiter(LimiterBackend):
         self.safety_margin = float(safety_margin)
         self._namespace = _check_namespace(namespace) if namespace is not None else None
         self._credential_id: str | None = None
-        if isinstance(redis, Redis):
-            self._redis: Redis | None = redis
-            self._factory: Callable[[], Redis] | None = None
-        else:
-            self._redis = None
-            self._factory = redis
-        self._scripts: dict[str, AsyncScript] = {}
-        self._gate: PauseTarget | None = None
+        self._connection = RedisConnection(redis, on_unavailable)
+        self._pause = SharedPause(self._connection, lambda: self.key_prefix + "pause")
         self._tasks: set[asyncio.Task[None]] = set()
-        self._down = False
-        self._outages = 0
-        self._local_until = 0.0
 
     @classmethod
     def from_url(
@@ -111,21 +95,28 @@ class RedisLimiter(LimiterBackend):
         safety_margin: float = SAFETY_MARGIN,
         **redis_options: Any,
     ) -> RedisLimiter:
-        """A limiter on the Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+        """Make a limiter on the Redis at ``url``.
 
         ``redis_options`` go to ``redis.asyncio.Redis.from_url``. The defaults differ
         from redis-py's so that an outage is noticed in about a second: socket and
         connect timeouts of 2 s and one immediate reconnection attempt (redis-py
         would retry ten times with backoff before the limiter heard of it).
+
+        Args:
+            url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+            namespace: as for :class:`RedisLimiter`.
+            on_unavailable: as for :class:`RedisLimiter`.
+            safety_margin: as for :class:`RedisLimiter`.
+            **redis_options: options for ``redis.asyncio.Redis.from_url``.
+
+        Returns:
+            A limiter that connects on first use, inside the running loop.
+
+        Raises:
+            ValueError: a bad ``namespace``, ``on_unavailable`` or ``safety_margin``.
         """
-        options: dict[str, Any] = {
-            "socket_timeout": 2.0,
-            "socket_connect_timeout": 2.0,
-            "retry": Retry(NoBackoff(), 1),
-            **redis_options,
-        }
         return cls(
-            lambda: Redis.from_url(url, **options),
+            connect_from_url(url, redis_options),
             namespace=namespace,
             on_unavailable=on_unavailable,
             safety_margin=safety_margin,
@@ -137,6 +128,9 @@ class RedisLimiter(LimiterBackend):
         The value is hashed again (SHA-256, first 16 hex digits), so no key holds it
         even if a caller passes the credential itself. Ignored when ``namespace``
         was given.
+
+        Args:
+            credential_fingerprint: a hash of the client's credential.
 
         Raises:
             ValueError: an empty value, or a different credential than already bound.
@@ -165,19 +159,46 @@ class RedisLimiter(LimiterBackend):
     # -- LimiterBackend -----------------------------------------------------------------
 
     def client_limiter(self, rate: RateLimit) -> Limiter:
-        """The client-wide limiter for ``rate``, shared through Redis."""
-        return SharedLimiter(self, "client", rate)
+        """Make the client-wide limiter for ``rate``, shared through Redis.
+
+        Args:
+            rate: the client's ``rate_limit``.
+
+        Returns:
+            A limiter on the key ``patchworks:{ID}:client``.
+        """
+        return self._limiter("client", rate)
 
     def instance_limiter(self, connector: str, rate: RateLimit) -> Limiter:
-        """The limiter of one instance, shared through Redis."""
-        return SharedLimiter(self, f"instance:{connector}", rate)
+        """Make the limiter of one instance, shared through Redis.
+
+        Args:
+            connector: the instance id, as a string.
+            rate: the instance's limit.
+
+        Returns:
+            A limiter on the key ``patchworks:{ID}:instance:CONNECTOR``.
+        """
+        return self._limiter(f"instance:{connector}", rate)
+
+    def _limiter(self, name: str, rate: RateLimit) -> SharedLimiter:
+        return SharedLimiter(
+            self._connection, self._pause, lambda: self.key_prefix + name, rate, self.safety_margin
+        )
 
     def attach(self, gate: PauseTarget) -> None:
-        """Remember the client's pause gate: a pause learnt from Redis closes it too."""
-        self._gate = gate
+        """Remember the client's pause gate: a pause learnt from Redis closes it too.
+
+        Args:
+            gate: the client's pause gate.
+        """
+        self._pause.gate = gate
 
     def pause(self, seconds: float) -> None:
         """Pause every worker for ``seconds`` (this one's gate is closed by the client).
+
+        Args:
+            seconds: how long; nothing happens unless it is positive.
 
         Raises:
             RuntimeError: neither ``namespace`` nor :meth:`bind` has scoped the keys.
@@ -204,93 +225,19 @@ class RedisLimiter(LimiterBackend):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._scripts.clear()
-        if self._factory is None:
-            return  # the caller's client: the caller closes it
-        redis, self._redis = self._redis, None
-        if redis is not None:
-            await redis.aclose()
-
-    # -- talking to Redis ---------------------------------------------------------------
-
-    async def _run(self, script: str, keys: list[str], args: list[int]) -> Any:
-        """Run one of the scripts; while Redis is away, wait for it or raise ``Unavailable``."""
-        waits = backoff.expo(base=2, factor=_BACKOFF_FIRST, max_value=_BACKOFF_MAX)
-        next(waits)  # python-backoff's generators yield 0 first, for priming
-        while True:
-            try:
-                return await self._run_once(script, keys, args)
-            except Unavailable:
-                if self.on_unavailable == "local":
-                    raise
-            await asyncio.sleep(backoff.full_jitter(next(waits)))
-
-    async def _run_once(self, script: str, keys: list[str], args: list[int]) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._down and self.on_unavailable == "local" and loop.time() < self._local_until:
-            raise Unavailable
-        try:
-            reply = await self._script(script)(keys=keys, args=args)
-        except _UNAVAILABLE as error:
-            self._local_until = loop.time() + _PROBE_INTERVAL
-            self._went_down(error)
-            raise Unavailable from error
-        if self._down:
-            self._down = False
-            logger.warning("Redis answers again: the shared rate limits are back in force")
-        return reply
-
-    def _script(self, name: str) -> AsyncScript:
-        script = self._scripts.get(name)
-        if script is None:
-            if self._redis is None:
-                assert self._factory is not None  # one of the two is always set
-                self._redis = self._factory()
-            script = self._scripts[name] = self._redis.register_script(PRELUDE + SCRIPTS[name])
-        return script
-
-    def _went_down(self, error: BaseException) -> None:
-        if self._down:
-            return
-        self._down = True
-        self._outages += 1
-        if self.on_unavailable == "local":
-            consequence = (
-                "each process now paces itself with the in-process limiter, so workers "
-                "together may exceed the shared limit until Redis answers"
-            )
-        else:
-            consequence = "calls wait for it (nothing is sent unpaced)"
-        logger.warning(
-            "Redis is unreachable (%s: %s): %s", type(error).__name__, error, consequence
-        )
-
-    async def _hold(self, seconds: float) -> None:
-        """Sit out a pause learnt from Redis, with the client's gate closed meanwhile."""
-        if self._gate is not None:
-            self._gate.pause(seconds)
-        await asyncio.sleep(seconds)
-
-    async def _pause_left(self) -> float:
-        """Seconds left of the shared pause (0 when none, or when Redis is away in "local")."""
-        try:
-            left = await self._run("pause_left", [self.key_prefix + "pause"], [])
-        except Unavailable:
-            return 0.0
-        return int(left) / US
+        await self._connection.aclose()
 
     async def _publish_pause(self, key: str, deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        waits = backoff.expo(base=2, factor=_BACKOFF_FIRST, max_value=_BACKOFF_MAX)
-        next(waits)
+        waits = outage_waits()
         # Retried until it is stored or over: a pause that outlived the outage still
         # holds every worker for what is left of it.
         while (left := deadline - loop.time()) > 0:
             try:
-                await self._run_once("pause", [key], [round(left * US), SLACK_MS])
+                await self._connection.run_once("pause", [key], [round(left * US), SLACK_MS])
             except Unavailable:
-                if self.on_unavailable == "local":
+                if self._connection.on_unavailable == "local":
                     return
-                await asyncio.sleep(backoff.full_jitter(next(waits)))
+                await asyncio.sleep(next(waits))
                 continue
             return

@@ -22,6 +22,7 @@ from typing import Final
 
 import orjson
 
+from .._argtypes import non_negative_int, positive_seconds, seconds
 from .._constants import INPUT_EXTENSIONS
 from ._server import FakePatchworks
 
@@ -50,33 +51,6 @@ class InstancesFileError(Exception):
     """An ``--instances-file`` that cannot be read or holds no usable id."""
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be 0 or a positive number of seconds")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the fake server's options to ``parser`` (shared with ``patchworks-async``).
 
@@ -86,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (%(default)s)")
     parser.add_argument(
-        "--port", type=_non_negative_int, default=8080, help="port, 0 for a free one (8080)"
+        "--port", type=non_negative_int, default=8080, help="port, 0 for a free one (8080)"
     )
     parser.add_argument("--api-key", metavar="KEY", help="the API key (default: random)")
     parser.add_argument("--username", default="fake-user@example.com", help="login username")
@@ -94,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seed = parser.add_mutually_exclusive_group()
     seed.add_argument(
         "--instances",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="start with the instances 1 to N (default: none)",
@@ -106,18 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ".ndjson: each line's connector; else one id per line)",
     )
     parser.add_argument(
-        "--token-ttl", type=_seconds, default=86400.0, metavar="SECONDS",
+        "--token-ttl", type=seconds, default=86400.0, metavar="SECONDS",
         help="login token lifetime (%(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--quota", type=_non_negative_int, metavar="N", help="requests per window per credential"
+        "--quota", type=non_negative_int, metavar="N", help="requests per window per credential"
     )
     parser.add_argument(
-        "--quota-window", type=_positive_seconds, default=60.0, metavar="SECONDS",
+        "--quota-window", type=positive_seconds, default=60.0, metavar="SECONDS",
         help="quota window (%(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--latency", type=_seconds, default=0.0, metavar="SECONDS",
+        "--latency", type=seconds, default=0.0, metavar="SECONDS",
         help="delay before every answer (%(default)s)",
     )  # fmt: skip
     parser.add_argument(

@@ -134,6 +134,12 @@ class Fault:
     - ``"malformed_json"``: 200, ``Content-Type: application/json``, body ``{"id": ``.
     - ``"html"``: ``status`` with ``<html><body>Bad gateway</body></html>``, ``text/html``.
     - ``"not_object"``: 200 with the JSON array ``[1, 2, 3]``.
+
+    Attributes:
+        kind: the misbehaviour, one of the kinds above.
+        status: the status to answer (``"status"``, ``"html"``); default 503.
+        retry_after: a ``Retry-After`` header to add (``"status"``).
+        delay: seconds to wait before answering (``"delay"``).
     """
 
     kind: FaultKind = attrs.field(validator=attrs.validators.in_(_FAULT_KINDS))
@@ -266,6 +272,18 @@ class RecordedRequest:
     They take no part in equality or hashing. ``headers`` and ``body`` are left out of
     the ``repr``: they hold the credential (and a login's password), and a repr ends up
     in assertion messages and logs.
+
+    Attributes:
+        method: the HTTP method.
+        path: the raw path, without the query.
+        query: the raw query string, without ``?``.
+        headers: the request's headers (not in ``repr``).
+        json: the parsed body, or ``None``.
+        body: the raw body (not in ``repr``).
+        arrived: ``time.monotonic()`` on arrival.
+        connection: the number of the TCP connection it came on.
+        status: the status answered, once decided.
+        fault: the fault injected into the answer, if any.
     """
 
     method: str
@@ -423,6 +441,11 @@ class BackgroundConsumer:
     at once, the bursts evenly spaced. It starts ``offset`` seconds after the server.
     Its requests are counted against the key like any other: over the quota they
     are refused (``FakePatchworks.background_denied``).
+
+    Attributes:
+        share: the share of the quota it spends, per window.
+        burst: requests it sends at once (1: evenly spaced).
+        offset: seconds after the server's start before it begins.
     """
 
     share: float = attrs.field(validator=_check_share)
