@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -162,6 +162,10 @@ class PauseGate:
         until = asyncio.get_running_loop().time() + seconds
         self._until = max(self._until, until)
 
+    def closed(self) -> bool:
+        """Whether calls must wait (no clock read while no pause was ever set)."""
+        return bool(self._until) and self.remaining() > 0
+
     def remaining(self) -> float:
         """Seconds until calls may leave again (0 when open)."""
         if not self._until:
@@ -176,12 +180,36 @@ class PauseGate:
 
 
 class _Instance:
-    __slots__ = ("limiter", "lock", "users")
+    """One paced instance: its limit, and its limiter and lock once a call needs them.
 
-    def __init__(self, limiter: Limiter) -> None:
-        self.limiter = limiter
-        self.lock = asyncio.Lock()
+    The limiter and the lock are made at the first checkout, not when the limit is
+    learnt: a client that learns thousands of limits (one per reauthorise with
+    rate fields) keeps one small record for each instance it never calls again.
+    """
+
+    __slots__ = ("_factory", "_limiter", "lock", "rate", "users")
+
+    def __init__(
+        self, rate: RateLimit, limiter: Limiter | None, factory: type[StrictLimiter]
+    ) -> None:
+        self.rate = rate
+        self._limiter = limiter
+        self._factory = factory
+        self.lock: asyncio.Lock | None = None
         self.users = 0
+
+    @property
+    def limiter(self) -> Limiter:
+        """The instance's limiter (made on first use, inside the running loop)."""
+        limiter = self._limiter
+        if limiter is None:
+            limiter = self._limiter = self._factory(self.rate)
+        return limiter
+
+    def change(self, rate: RateLimit, limiter: Limiter | None) -> None:
+        """Take a new limit; the new limiter starts empty (made on next use)."""
+        self.rate = rate
+        self._limiter = limiter
 
 
 class InstanceRegistry:
@@ -206,25 +234,26 @@ class InstanceRegistry:
     def rate_for(self, connector: str) -> RateLimit | None:
         """The known limit of an instance, or ``None``."""
         entry = self._entries.get(connector)
-        return entry.limiter.rate if entry is not None else None
+        return entry.rate if entry is not None else None
 
     def set(self, connector: str, rate: RateLimit | None, limiter: Limiter | None = None) -> None:
         """Learn (or, with ``None``, forget) an instance's limit."""
         if rate is None:
             self._entries.pop(connector, None)
             return
-        entry = self._entries.get(connector)
+        entries = self._entries
+        entry = entries.get(connector)
         if entry is not None:
-            if entry.limiter.rate != rate:
+            if entry.rate is not rate and entry.rate != rate:
                 # Changed in place: calls in flight and queued keep the one lock, so the
                 # instance never has two pipelines. The new limiter starts empty: the
                 # next call may leave at once, then the new rate applies.
-                entry.limiter = limiter or self._factory(rate)
-            self._entries.move_to_end(connector)
+                entry.change(rate, limiter)
+            entries.move_to_end(connector)
             return
-        self._entries[connector] = _Instance(limiter or self._factory(rate))
-        self._entries.move_to_end(connector)
-        self._evict()
+        entries[connector] = _Instance(rate, limiter, self._factory)
+        if len(entries) > self.max_size:
+            self._evict()
 
     def _evict(self) -> None:
         excess = len(self._entries) - self.max_size
@@ -247,12 +276,62 @@ class InstanceRegistry:
             return None
         self._entries.move_to_end(connector)
         entry.users += 1
+        if entry.lock is None:
+            entry.lock = asyncio.Lock()
         return entry
 
     def release(self, entry: _Instance) -> None:
         entry.users -= 1
         if entry.users == 0 and len(self._entries) > self.max_size:
             self._evict()
+
+
+class InFlight:
+    """The in-flight bound: a FIFO semaphore whose free case is one synchronous step.
+
+    ``asyncio.Semaphore`` costs a coroutine and a scan of its waiters on every
+    acquire; this one takes a free slot with ``try_take`` (no await) and hands a
+    released slot straight to the longest waiter. A waiter cancelled after it was
+    handed a slot passes the slot on.
+    """
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        """Take a slot if one is free and nobody is waiting for one; never waits."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait for a slot, in arrival order."""
+        if self.try_take():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled: pass it on
+            else:
+                waiter.cancel()  # skipped by release()
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the longest waiter still waiting, else to the pool."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class Limits:
@@ -268,7 +347,30 @@ class Limits:
         self.client_limiter = client_limiter
         self.instances = instances
         self.gate = PauseGate()
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._in_flight = InFlight(max_in_flight)
+
+    def try_now(self, extra: asyncio.Semaphore | None) -> bool:
+        """Take an in-flight slot when the call may leave at once without waiting.
+
+        True when nothing paces calls (no client-wide limiter, the gate open, no
+        ``extra`` bound) and a slot is free: the slot is then taken, with no await
+        and no clock read, and ``release_now`` gives it back. Callers check first
+        that the instance has no limiter of its own.
+        """
+        return (
+            extra is None
+            and self.client_limiter is None
+            and not self.gate.closed()
+            and self._in_flight.try_take()
+        )
+
+    def release_now(self) -> None:
+        """Give back the slot ``try_now`` took."""
+        self._in_flight.release()
+
+    def paced(self, connector: str | None) -> bool:
+        """Whether ``connector`` has a limiter of its own."""
+        return connector is not None and connector in self.instances
 
     def slot(
         self, connector: str | None, extra: asyncio.Semaphore | None = None, *, timed: bool = True
@@ -286,7 +388,7 @@ class Limits:
         if extra is not None:
             await extra.acquire()
         try:
-            await self._in_flight.acquire()
+            await self._in_flight.take()
         except BaseException:
             if extra is not None:
                 extra.release()
@@ -350,10 +452,7 @@ class Slot:
         entry = limits.instances.checkout(connector) if connector is not None else None
         if entry is None and not self._timed:
             # The short path: no instance limiter, and nobody asked how long it took.
-            if extra is None:
-                await limits._in_flight.acquire()
-            else:
-                await limits._take_slots(extra)
+            await limits._take_slots(extra)
             if limits.client_limiter is not None or limits.gate.remaining() > 0:
                 try:
                     await limits._client_turn()
@@ -377,9 +476,17 @@ class Slot:
             self.waits = (None, slotted - started, client, paused)
             return ended - started
         self._entry = entry
+        lock = entry.lock
+        if lock is None:  # made by checkout
+            raise RuntimeError("an instance was checked out without its lock")
         try:
-            async with entry.lock:
+            async with lock:
                 await entry.limiter.acquire()
+                if limits.try_now(extra):
+                    # Granted and leaving in the same step: the count is already "now".
+                    granted = loop.time()
+                    self.waits = (granted - started, 0.0, None, False)
+                    return granted - started
                 granted = loop.time()
                 await limits._take_slots(extra)
                 slotted = loop.time()

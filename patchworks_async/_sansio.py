@@ -71,10 +71,11 @@ class Request:
         Patchworks documentation asks (DOMAIN.md), bodiless POSTs included:
         otherwise aiohttp would label an empty POST ``application/octet-stream``.
         """
-        return _HEADERS
+        return REQUEST_HEADERS
 
 
-_HEADERS: Final[Mapping[str, str]] = {
+#: The headers of every API request, less ``Authorization`` (the same for every call).
+REQUEST_HEADERS: Final[Mapping[str, str]] = {
     "Accept": "application/json",
     "Content-Type": "application/json",
     "User-Agent": _constants.USER_AGENT,

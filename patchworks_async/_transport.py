@@ -10,16 +10,15 @@ refused and connect timeouts prove it; read timeouts and dropped responses do no
 from __future__ import annotations
 
 import io
+import socket
 import ssl
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import attrs
-from aiohttp import ClientRequest
-from aiohttp.client_proto import ResponseHandler
 from aiohttp.payload import TOO_LARGE_BYTES_BODY, BytesIOPayload, BytesPayload
-from aiohttp.tracing import Trace
+from multidict import CIMultiDict
 from yarl import URL
 
 from . import _constants
@@ -51,37 +50,45 @@ class Timeout:
     connect: float = _constants.DEFAULT_CONNECT_TIMEOUT
 
 
-@attrs.frozen
 class RawResponse:
-    """What came back: status, headers and the whole body."""
+    """What came back: status, headers and the whole body.
 
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    url: str
-
-
-class _CountingConnector(aiohttp.TCPConnector):
-    """A ``TCPConnector`` that counts the connections it opens.
-
-    An ``aiohttp.TraceConfig`` could count them, but any trace config costs every
-    request (aiohttp then builds trace objects and sends about six signals per
-    request: about 12 us a call here, measured with ``python -m benchmarks``).
-    ``_create_connection`` is called once per new connection, with the same
-    signature from aiohttp 3.10 to 3.14.
+    A plain slotted class, not an attrs one: one is made per response, and a
+    frozen attrs class costs about four times as much to build.
     """
 
-    opened = 0
+    __slots__ = ("body", "headers", "status", "url")
 
-    async def _create_connection(
-        self,
-        req: ClientRequest,
-        traces: list[Trace],
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109  # aiohttp's signature, overridden
-    ) -> ResponseHandler:
-        protocol = await super()._create_connection(req, traces, timeout)
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes, url: str) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"<RawResponse status={self.status} url={self.url!r} body={len(self.body)} bytes>"
+
+
+class _SocketCounter:
+    """``TCPConnector(socket_factory=...)``: makes each new connection's socket, and counts it.
+
+    aiohttp's public hook for new connections (3.12+). An ``aiohttp.TraceConfig``
+    could count them too, but any trace config costs every request (aiohttp then
+    builds trace objects and sends about six signals per request: about 12 us a
+    call, measured with ``python -m benchmarks``); this runs once per connection.
+    A connection attempt that fails is counted as well (its socket was opened).
+    """
+
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+    def __call__(self, addr_info: Any) -> socket.socket:
+        family, type_, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=type_, proto=proto)
         self.opened += 1
-        return protocol
+        return sock
 
 
 def _payload(body: bytes) -> BytesPayload | BytesIOPayload:
@@ -128,8 +135,12 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
         self._max_response_bytes = max_response_bytes
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        self._connector: _CountingConnector | None = None
+        self._sockets = _SocketCounter()
         self._closed = False
+        # The request headers as aiohttp's own CIMultiDict, converted once per
+        # credential: the client hands in the same mapping for every call.
+        self._headers_given: Mapping[str, str] | None = None
+        self._headers_sent: CIMultiDict[str] = CIMultiDict()
 
     @property
     def pool_limit(self) -> int:
@@ -143,7 +154,7 @@ class Transport:
     @property
     def connections_opened(self) -> int:
         """TCP connections this client's own pool has opened (0 for a borrowed session)."""
-        return self._connector.opened if self._connector is not None else 0
+        return self._sockets.opened
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -152,10 +163,11 @@ class Transport:
         if self._closed:
             raise RuntimeError("the client is closed")
 
-        self._connector = connector = _CountingConnector(
+        connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             keepalive_timeout=_constants.DEFAULT_KEEPALIVE_TIMEOUT,
             ssl=self._ssl,
+            socket_factory=self._sockets,
         )
         self._session = session = aiohttp.ClientSession(
             connector=connector,
@@ -175,18 +187,44 @@ class Transport:
         to another origin is answered with an :class:`APIError` and not followed,
         so credentials never leave for another host.
 
+        Args:
+            method: the HTTP method.
+            url: the absolute URL, its path already percent-encoded.
+            headers: the request's headers (hand in the same mapping for every
+                call with the same credential: it is converted once).
+            body: the body's bytes, or ``None``.
+
+        Returns:
+            The status, headers and whole body.
+
         Raises:
             TransportError: no complete response (``RequestTimeoutError`` for timeouts).
             ResponseTooLargeError: the body is larger than ``max_response_bytes``.
             APIError: a redirect that may not be followed.
         """
-        session = self._ensure_session()
+        session = self._session or self._ensure_session()
+        if headers is not self._headers_given:
+            self._headers_sent = CIMultiDict(headers)
+            self._headers_given = headers
+        sent = self._headers_sent
         target = URL(url, encoded=True)
+        response = await self._send_once(session, method, target, url, sent, body)
+        if response.status not in _REDIRECTS:
+            return response
+        return await self._follow(session, method, target, sent, body, response)
+
+    async def _follow(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        target: URL,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+        response: RawResponse,
+    ) -> RawResponse:
+        """Follow same-origin redirects from ``response`` (the origin is only computed here)."""
         origin = target.origin()
-        for _ in range(_constants.MAX_REDIRECTS + 1):
-            response = await self._send_once(session, method, target, headers, body)
-            if response.status not in _REDIRECTS:
-                return response
+        for _ in range(_constants.MAX_REDIRECTS):
             location = response.headers.get("Location")
             next_url = target.join(URL(location)) if location else None
             if next_url is None or next_url.origin() != origin:
@@ -199,6 +237,9 @@ class Transport:
                     message="refused to follow a redirect to another origin",
                 )
             target = next_url
+            response = await self._send_once(session, method, target, str(target), headers, body)
+            if response.status not in _REDIRECTS:
+                return response
         raise APIError(
             status=response.status,
             method=method,
@@ -213,7 +254,8 @@ class Transport:
         session: aiohttp.ClientSession,
         method: str,
         url: URL,
-        headers: Mapping[str, str],
+        url_text: str,
+        headers: CIMultiDict[str],
         body: bytes | None,
     ) -> RawResponse:
         data = _payload(body) if body is not None else None
@@ -226,8 +268,19 @@ class Transport:
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
-                raw = await self._read(response, method)
-                return RawResponse(response.status, response.headers, raw, str(url))
+                length = response.content_length
+                # Content-Length counts the bytes on the wire: a compressed body (aiohttp
+                # decompresses it) can grow far past it, so only an uncompressed one of a
+                # known, allowed length is read whole.
+                if (
+                    length is not None
+                    and length <= self._max_response_bytes
+                    and "Content-Encoding" not in response.headers
+                ):
+                    raw = await response.read()
+                else:
+                    raw = await self._read(response, method)
+                return RawResponse(response.status, response.headers, raw, url_text)
         except (ResponseTooLargeError, TransportError):
             raise
         except aiohttp.ConnectionTimeoutError as exc:
@@ -266,14 +319,11 @@ class Transport:
         raise error
 
     async def _read(self, response: aiohttp.ClientResponse, method: str) -> bytes:
+        """Read a body of unknown, too large or compressed length, in chunks up to the limit."""
         limit = self._max_response_bytes
         length = response.content_length
         if length is not None and length > limit:
             raise self._too_large(method, response, limit)
-        # Content-Length counts the bytes on the wire: a compressed body (aiohttp
-        # decompresses it) can grow far past it, so only an uncompressed one is read whole.
-        if length is not None and "Content-Encoding" not in response.headers:
-            return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
