@@ -695,3 +695,36 @@ async def test_command_line_serves_until_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def _settle(condition: Any, *, polls: int = 500) -> bool:
+    """Poll ``condition()`` between short waits for I/O; True once it holds (bounded)."""
+    for _ in range(polls):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(condition())
+
+
+async def test_abandoned_slow_requests_free_their_handlers_at_once(fake: FakePatchworks) -> None:
+    # 64 requests meet an hour-long slow fault; their client cancels them all and goes.
+    # The fake's handler tasks must end with the connections, not sleep the hour out.
+    baseline = len(asyncio.all_tasks())
+    key = fake.add_instance()
+    fake.set_fault_rate(1.0, [Fault.slow(3600.0)], paths="/reauthorise")
+    headers = {"Authorization": fake.api_key}
+    async with aiohttp.ClientSession() as session:
+
+        async def one() -> None:
+            async with session.patch(fake.url + reauthorise(key), json={}, headers=headers):
+                pass
+
+        calls = [asyncio.create_task(one()) for _ in range(64)]
+        assert await _settle(lambda: fake.request_count == 64)
+        # Each call is a client task and a server handler task, all still waiting.
+        assert len(asyncio.all_tasks()) >= baseline + 2 * 64
+        for task in calls:
+            task.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+    assert await _settle(lambda: len(asyncio.all_tasks()) <= baseline)
+    assert fake.fault_counts["delay"] == 64

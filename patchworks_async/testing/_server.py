@@ -21,13 +21,16 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import unquote
 
 import attrs
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+
+if TYPE_CHECKING:
+    # aiohttp's connection protocol; only named in annotations (see _CountingServer).
+    from aiohttp.web_protocol import RequestHandler
 
 __all__ = [
     "AccountQuota",
@@ -564,7 +567,13 @@ class AccountQuota:
 
 
 class _CountingServer(web.Server):
-    """The low-level aiohttp server, numbering the TCP connections it accepts."""
+    """The low-level aiohttp server, numbering the TCP connections it accepts.
+
+    The one place the fake leans on aiohttp beyond its documented API, with
+    ``_make_request`` below: the low-level server's ``connection_made`` and
+    ``connection_lost`` hooks and ``web.BaseRequest``'s positional arguments.
+    ``tests/test_aiohttp_contract.py`` fails loudly when aiohttp changes them.
+    """
 
     def __init__(self, owner: FakePatchworks, handler: _Handler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
@@ -750,7 +759,13 @@ class FakePatchworks:
             raise RuntimeError("a closed FakePatchworks cannot be started again")
         try:
             server = _CountingServer(
-                self, self._handle, request_factory=_make_request, access_log=None
+                self,
+                self._handle,
+                request_factory=_make_request,
+                access_log=None,
+                # A client that cancels or disconnects frees its handler at once: a slow
+                # fault (or ``latency``) stops sleeping instead of running its delay out.
+                handler_cancellation=True,
             )
             self._runner = await self._serve(server, self.host, self.port)
             host, port = self._runner.addresses[0][:2]
@@ -760,7 +775,10 @@ class FakePatchworks:
             self.quota_model.begin()
 
             target = web.Server(
-                self._handle_redirect_target, request_factory=_make_request, access_log=None
+                self._handle_redirect_target,
+                request_factory=_make_request,
+                access_log=None,
+                handler_cancellation=True,
             )
             self._redirect_runner = await self._serve(target, self.host, 0)
             host, port = self._redirect_runner.addresses[0][:2]
