@@ -20,12 +20,12 @@ from typing import Any
 
 import attrs
 
-from . import _bulk, _limiter, _overhead, _quota, _report
-from ._process import Server, server_process
+from . import _bulk, _limiter, _matrix, _overhead, _quota, _report
+from ._process import Server, run_json, server_process
 from ._report import Target
 from ._stats import median
 
-SECTIONS = ("overhead", "cpu", "limiter", "bulk", "quota")
+SECTIONS = ("overhead", "cpu", "matrix", "scale", "limiter", "bulk", "quota")
 #: Sections that start no server process (they run on a virtual clock in-process).
 IN_PROCESS = frozenset({"quota"})
 RESULTS = Path(__file__).parent / "results"
@@ -47,6 +47,10 @@ class Config:
     capacity_seconds: float
     memory_sizes: tuple[int, ...]
     quota_minutes: int
+    matrix_concurrencies: tuple[int, ...]
+    matrix_rounds: int
+    matrix_seconds_per_run: float
+    scale_checkpoints: tuple[int, ...]
 
 
 FULL = Config(
@@ -61,6 +65,10 @@ FULL = Config(
     capacity_seconds=1.0,
     memory_sizes=(20_000, 200_000),
     quota_minutes=10,
+    matrix_concurrencies=_matrix.CONCURRENCIES,
+    matrix_rounds=9,
+    matrix_seconds_per_run=0.35,
+    scale_checkpoints=(1_000, 10_000, 100_000),
 )
 QUICK = Config(
     rounds=1,
@@ -74,15 +82,21 @@ QUICK = Config(
     capacity_seconds=0.25,
     memory_sizes=(2_000, 10_000),
     quota_minutes=2,
+    matrix_concurrencies=(16,),
+    matrix_rounds=1,
+    matrix_seconds_per_run=0.05,
+    scale_checkpoints=(1_000, 2_000),
 )
 CLIENT_PER_SECOND = 20
 ROOMY_CLIENT_PER_SECOND = 100
 INSTANCE_PER_SECOND = (5, 10, 3)
 OVERHEAD_TARGET = 0.9
+MATRIX_TARGET = 1.0
 SHARE_TARGET = 0.98
 MAKESPAN_TARGET = 1.03
 MEMORY_TARGET_MB = 20.0
-INSTANCES = 1000
+#: Instances the server knows: enough for the scale run's distinct instances.
+INSTANCES = 100_001
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,6 +179,52 @@ async def _cpu_part(server: Server, config: Config) -> dict[str, Any]:
     return result
 
 
+def _peer_cells(cells: Sequence[_matrix.Cell]) -> list[_matrix.Cell]:
+    """The httpx reference row: one cell per concurrency (workers, one instance, plain)."""
+    return [
+        cell
+        for cell in cells
+        if (cell.pattern, cell.connectors, cell.body, cell.pool)
+        == ("workers", "one", "plain", "concurrency")
+    ]
+
+
+async def _matrix_part(server: Server, config: Config) -> dict[str, Any]:
+    cells = _matrix.all_cells(config.matrix_concurrencies)
+    rows = await _matrix.run_matrix(
+        server,
+        cells,
+        rounds=config.matrix_rounds,
+        duration=config.matrix_seconds_per_run,
+        instances=INSTANCES,
+        peer_cells=_peer_cells(cells),
+        progress=lambda line: _log(f"  matrix {line}"),
+    )
+    return {
+        "rounds": config.matrix_rounds,
+        "seconds_per_run": config.matrix_seconds_per_run,
+        "rows": rows,
+    }
+
+
+async def _scale_part(server: Server, config: Config) -> dict[str, Any]:
+    calls = max(config.scale_checkpoints)
+    _log(f"  scale: {calls:,} distinct instances with rate fields (a subprocess)")
+    command = [
+        "-m",
+        "benchmarks._scale",
+        "--url",
+        server.url,
+        "--api-key",
+        server.api_key,
+        "--calls",
+        str(calls),
+        "--checkpoints",
+        ",".join(str(point) for point in config.scale_checkpoints),
+    ]
+    return await asyncio.to_thread(run_json, command, 1800.0)
+
+
 async def _limiter_part(server: Server, config: Config) -> dict[str, Any]:
     _log(f"  limiter: 3 phases of {config.windows} s")
     return await _limiter.run(
@@ -195,6 +255,8 @@ async def _run(server: Server, config: Config, sections: Sequence[str]) -> dict[
     parts = {
         "overhead": _overhead_part,
         "cpu": _cpu_part,
+        "matrix": _matrix_part,
+        "scale": _scale_part,
         "limiter": _limiter_part,
         "bulk": _bulk_part,
     }
@@ -224,6 +286,21 @@ def targets(results: dict[str, Any]) -> list[Target]:
                         met=ratio >= OVERHEAD_TARGET,
                     )
                 )
+    matrix = results.get("matrix")
+    if matrix is not None:
+        for row in matrix["rows"]:
+            ratio = row[_matrix.OURS]["ratio_to_aiohttp"]
+            found.append(
+                Target(
+                    name=(
+                        f"matrix: c={row['concurrency']} {row['pattern']} {row['connectors']} "
+                        f"{row['body']} pool={row['pool']}"
+                    ),
+                    value=ratio,
+                    goal=f">= {MATRIX_TARGET}",
+                    met=ratio >= MATRIX_TARGET,
+                )
+            )
     limiter = results.get("limiter")
     if limiter is not None:
         for phase, rows in limiter["phases"].items():
@@ -313,6 +390,15 @@ def render(results: dict[str, Any], found: Sequence[Target]) -> str:
     if "cpu" in results:
         chunks.append("Client CPU per call, concurrency 16, limiters off")
         chunks.append(_report.cpu_table(results["cpu"]))
+    if "matrix" in results:
+        chunks.append(
+            "Matrix: ratio of requests/s to hand-written aiohttp (median of per-round "
+            "ratios, alternating rounds)"
+        )
+        chunks.append(_report.matrix_table(results["matrix"]["rows"]))
+    if "scale" in results:
+        chunks.append("Cost as instances grow (one client, a new instance per call, rate fields)")
+        chunks.append(_report.scale_table(results["scale"]))
     if "limiter" in results:
         chunks.append("Limiter accuracy (server arrival times)")
         chunks.append(_report.limiter_table(results["limiter"]))

@@ -253,7 +253,7 @@ async def run_cell(
         warm_calls, warm_seconds, _ = await timed(
             calls[AIOHTTP], ids[AIOHTTP], attrs.evolve(cell, pattern="workers"), duration / 2, 0
         )
-        gather_calls = max(200, int(warm_calls / warm_seconds * duration))
+        gather_calls = max(4 * cell.concurrency, int(warm_calls / warm_seconds * duration))
         runs: dict[str, list[tuple[int, float, float]]] = {side: [] for side in sides}
         for number in range(rounds):
             order = list(sides) if number % 2 == 0 else list(reversed(sides))

@@ -72,6 +72,24 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
         process.stdout.close()
 
 
+def run_json(arguments: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``python <arguments>`` in a fresh process; its last stdout line, as JSON.
+
+    The child is stopped by its pid on every way out (a timeout included).
+    """
+    process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, no shell
+        [sys.executable, *arguments], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    finally:
+        stop_process(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(arguments[:2])} exited {process.returncode}")
+    result: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
+    return result
+
+
 @contextlib.contextmanager
 def server_process(instances: int) -> Iterator[Server]:
     """Run ``python -m benchmarks._serve`` on 127.0.0.1 for the duration of the block."""

@@ -126,6 +126,65 @@ def cpu_table(result: dict[str, Any]) -> str:
     return _table(("client", "CPU us/call (median)", "requests/s"), body)
 
 
+def matrix_table(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per cell: the ratio to bare aiohttp, both sides' rates and CPU per call."""
+    body = []
+    for row in rows:
+        ours, bare = row["patchworks_async"], row["aiohttp"]
+        peer = row.get("httpx")
+        body.append(
+            [
+                str(row["concurrency"]),
+                row["pattern"],
+                row["connectors"],
+                row["body"],
+                f"{row['pool']} ({row['pool_size']})",
+                _fmt(ours["ratio_to_aiohttp"], 2),
+                _fmt(ours["requests_per_second"]),
+                _fmt(bare["requests_per_second"]),
+                f"{_fmt(ours['cpu_us_per_call'])} / {_fmt(bare['cpu_us_per_call'])}",
+                _fmt(peer["ratio_to_aiohttp"], 2) if peer else "",
+            ]
+        )
+    header = (
+        "c",
+        "pattern",
+        "connectors",
+        "body",
+        "pool",
+        "**ratio**",
+        "ours/s",
+        "aiohttp/s",
+        "CPU us/call ours / aiohttp",
+        "httpx ratio",
+    )
+    return _table(header, body)
+
+
+def scale_table(result: dict[str, Any]) -> str:
+    """CPU per call and memory at each checkpoint of instances seen."""
+    body = [
+        [
+            f"{row['instances_seen']:,}",
+            _fmt(row["cpu_us_per_call"]),
+            _fmt(row["requests_per_second"]),
+            f"+{row['rss_growth_mb']:.1f} MB",
+            f"{row['python_heap_blocks_growth']:,}",
+            f"{row['registry_entries']:,} / {row['registry_bound']:,}",
+        ]
+        for row in result["checkpoints"]
+    ]
+    header = (
+        "instances seen",
+        "CPU us/call (last batch)",
+        "requests/s",
+        "RSS growth",
+        "Python heap blocks growth",
+        "registry entries / bound",
+    )
+    return _table(header, body)
+
+
 def limiter_table(result: dict[str, Any]) -> str:
     """Per phase and limiter: the limit, the busiest window and the share reached."""
     body = []

@@ -10,7 +10,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from benchmarks import _cli, _overhead, _quota, _report, _stats
+from benchmarks import _cli, _matrix, _overhead, _quota, _report, _stats
 from benchmarks._process import Control, Server, server_process
 
 
@@ -77,3 +77,34 @@ def test_quota_rows_become_targets_and_a_table() -> None:
     assert all(found.values())
     assert off["background_denied"] > 0  # counting its own calls only, it takes the other's share
     assert "| 240/min, other consumer 40% steady | on |" in _quota.table(result)
+
+
+def test_matrix_has_every_cell_once() -> None:
+    cells = _matrix.all_cells()
+    assert len(cells) == 4 * 2 * 2 * 2 * 2
+    assert len(set(cells)) == len(cells)
+    assert {cell.pool_size for cell in cells if cell.pool == "default"} == {32}
+    ids = _matrix.Connectors("distinct", 3)
+    assert [ids.take() for _ in range(4)] == ["0", "1", "2", "0"]
+    assert ids.seen == 4
+
+
+def test_one_matrix_cell_against_the_server_process() -> None:
+    cell = _matrix.Cell(
+        concurrency=2, pattern="gather", connectors="distinct", body="rated", pool="concurrency"
+    )
+    with server_process(instances=50) as server:
+        row = asyncio.run(
+            _matrix.run_cell(
+                server,
+                cell,
+                sides=(_matrix.OURS, _matrix.AIOHTTP),
+                rounds=2,
+                duration=0.05,
+                instances=50,
+            )
+        )
+    for side in (_matrix.OURS, _matrix.AIOHTTP):
+        assert len(row[side]["ratio_to_aiohttp_each_round"]) == 2
+        assert row[side]["instances_seen"] > 4
+    assert row[_matrix.AIOHTTP]["ratio_to_aiohttp"] == 1.0

@@ -10,7 +10,13 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 from patchworks_async import RateLimit
-from patchworks_async._limits import SAFETY_MARGIN, InstanceRegistry, Limits, StrictLimiter
+from patchworks_async._limits import (
+    SAFETY_MARGIN,
+    InFlight,
+    InstanceRegistry,
+    Limits,
+    StrictLimiter,
+)
 from tests.virtual_time import run_virtual, sliding_window_max
 
 
@@ -226,3 +232,87 @@ def test_rate_change_keeps_one_lock_per_instance() -> None:
     assert entry.limiter.rate == RateLimit("minute", 5)
     registry.release(entry)
     registry.release(again)
+
+
+# -- the per-call short paths (issue 12) ----------------------------------------------------
+
+
+class _CountingFactory(StrictLimiter):
+    made = 0
+
+    def __init__(self, rate: RateLimit) -> None:
+        type(self).made += 1
+        super().__init__(rate)
+
+
+def test_learning_a_limit_makes_no_limiter_until_a_call_needs_it() -> None:
+    # A client may learn thousands of limits (one per reauthorise with rate fields):
+    # each is a small record until the instance is called again.
+    async def main() -> tuple[int, int, int]:
+        _CountingFactory.made = 0
+        registry = InstanceRegistry(100, factory=_CountingFactory)
+        for key in range(50):
+            registry.set(str(key), RateLimit("second", 5))
+        learnt = _CountingFactory.made
+        entry = registry.checkout("7")
+        assert entry is not None
+        assert entry.limiter.rate == RateLimit("second", 5)
+        assert entry.limiter is entry.limiter  # made once
+        registry.release(entry)
+        return learnt, _CountingFactory.made, len(registry)
+
+    assert run_virtual(main) == (0, 1, 50)
+
+
+def test_registry_bound_holds_over_many_instances() -> None:
+    registry = InstanceRegistry(1_000)
+    for key in range(20_000):
+        registry.set(str(key), RateLimit("second", 5))
+    assert len(registry) == 1_000
+    assert "19999" in registry
+    assert "18999" not in registry
+
+
+def test_in_flight_bound_is_fifo_and_passes_on_a_cancelled_grant() -> None:
+    async def main() -> list[str]:
+        in_flight = InFlight(1)
+        order: list[str] = []
+        assert in_flight.try_take()
+        assert not in_flight.try_take()
+
+        async def one(name: str) -> None:
+            await in_flight.take()
+            order.append(name)
+
+        waiting = [asyncio.create_task(one(name)) for name in "abc"]
+        await asyncio.sleep(0)
+        in_flight.release()  # handed to "a"...
+        waiting[0].cancel()  # ...which is cancelled before it runs: "b" gets it
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        in_flight.release()  # "b" is done with it: "c" next
+        await asyncio.gather(*waiting, return_exceptions=True)
+        in_flight.release()
+        assert in_flight.try_take()  # back to one free slot, and it is taken again
+        return order
+
+    assert run_virtual(main) == ["b", "c"]
+
+
+@pytest.mark.parametrize("blocker", ["client limiter", "pause", "extra bound", "no slot"])
+def test_try_now_only_when_nothing_paces_the_call(blocker: str) -> None:
+    async def main() -> tuple[bool, bool]:
+        limits = _limits(RateLimit("second", 5) if blocker == "client limiter" else None, 1)
+        extra = asyncio.Semaphore(1) if blocker == "extra bound" else None
+        if blocker == "pause":
+            limits.gate.pause(1.0)
+        if blocker == "no slot":
+            assert limits.try_now(None)
+        blocked = limits.try_now(extra)
+        free = _limits(None, 1)
+        taken = free.try_now(None)
+        assert not free.try_now(None)  # the one slot is held until release_now
+        free.release_now()
+        return blocked, taken and free.try_now(None)
+
+    assert run_virtual(main) == (False, True)
