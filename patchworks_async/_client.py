@@ -263,6 +263,16 @@ class PatchworksClient:
         Raises:
             InvalidRequestError: a bad connector or a value that is not a RateLimit.
         """
+        limits = self._limits
+        if (
+            limits is not None
+            and type(connector) is str
+            and type(rate_limit) is RateLimit
+            and limits.instances.refresh(connector, rate_limit)
+        ):
+            # A known instance keeping its limit (every reauthorise with rate fields
+            # says it again): the id was checked when it was learnt, nothing changes.
+            return
         key = _sansio.connector_key(connector)
         rate_limit = check_rate_limit(rate_limit)
         if self._limits is None:

@@ -85,6 +85,10 @@ class StrictLimiter:
     async def acquire(self) -> None:
         await self._limiter.acquire()
 
+    def ready(self) -> bool:
+        """Whether ``acquire`` would return at once (aiolimiter's ``has_capacity``)."""
+        return self._limiter.has_capacity()
+
     async def recharge(self, seconds_since_grant: float) -> None:
         """Count the last grant as if made now.
 
@@ -268,6 +272,14 @@ class InstanceRegistry:
                     break
         for key in idle:
             del self._entries[key]
+
+    def refresh(self, connector: str, rate: RateLimit) -> bool:
+        """Mark a known instance that keeps ``rate`` as recently used; False if not so."""
+        entry = self._entries.get(connector)
+        if entry is None or (entry.rate is not rate and entry.rate != rate):
+            return False
+        self._entries.move_to_end(connector)
+        return True
 
     def checkout(self, connector: str) -> _Instance | None:
         """The instance's entry, marked in use until ``release``; ``None`` if not paced."""
@@ -480,6 +492,8 @@ class Slot:
         if lock is None:  # made by checkout
             raise RuntimeError("an instance was checked out without its lock")
         try:
+            if await self._unhindered(entry, lock):
+                return loop.time() - started
             async with lock:
                 await entry.limiter.acquire()
                 if limits.try_now(extra):
@@ -506,6 +520,36 @@ class Slot:
         client = turned - slotted if paused or limits.client_limiter is not None else None
         self.waits = (granted - started, slotted - granted, client, paused)
         return ended - started
+
+    async def _unhindered(self, entry: _Instance, lock: asyncio.Lock) -> bool:
+        """Send through a paced instance whose limiter would not make it wait.
+
+        Then the in-flight slot is taken first, holding no lock, and the limiter's
+        grant is taken with it (no await can suspend in between, so the count is
+        taken as the request leaves and no other call slips in). Holding the
+        instance lock while waiting for a slot would make every other call on the
+        instance queue behind it. False, holding nothing, when anything else applies.
+        """
+        limits = self._limits
+        limiter = entry.limiter
+        if (
+            self._extra is not None
+            or limits.client_limiter is not None
+            or not isinstance(limiter, StrictLimiter)
+            or lock.locked()
+            or not limiter.ready()
+            or limits.gate.closed()
+        ):
+            return False
+        in_flight = limits._in_flight
+        if not in_flight.try_take():
+            await in_flight.take()
+            # Other calls ran meanwhile: look again.
+            if lock.locked() or not limiter.ready() or limits.gate.closed():
+                in_flight.release()
+                return False
+        await limiter.acquire()  # ready: returns at once
+        return True
 
     async def __aexit__(
         self,

@@ -316,3 +316,31 @@ def test_try_now_only_when_nothing_paces_the_call(blocker: str) -> None:
         return blocked, taken and free.try_now(None)
 
     assert run_virtual(main) == (False, True)
+
+
+def test_unbound_instance_waits_for_a_slot_without_its_lock() -> None:
+    # Instance "a" is paced far above what it reaches; one in-flight slot. Calls on it
+    # wait for the slot holding no instance lock (a held lock would queue every other
+    # call on "a" behind one waiter), and the bound still holds.
+    async def main() -> tuple[int, bool, int]:
+        limits = _limits(None, max_in_flight=1)
+        limits.instances.set("a", RateLimit("second", 100_000))
+        busy = peak = 0
+        lock_seen_held = False
+
+        async def one() -> None:
+            nonlocal busy, peak, lock_seen_held
+            async with limits.slot("a", timed=False):
+                busy += 1
+                peak = max(peak, busy)
+                await asyncio.sleep(0.01)  # the others queue meanwhile
+                entry = limits.instances.checkout("a")
+                assert entry is not None and entry.lock is not None
+                lock_seen_held |= entry.lock.locked()
+                limits.instances.release(entry)
+                busy -= 1
+
+        await asyncio.gather(*(one() for _ in range(20)))
+        return peak, lock_seen_held, limits.instances._entries["a"].users
+
+    assert run_virtual(main) == (1, False, 0)
