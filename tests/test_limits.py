@@ -335,7 +335,8 @@ def test_unbound_instance_waits_for_a_slot_without_its_lock() -> None:
                 peak = max(peak, busy)
                 await asyncio.sleep(0.01)  # the others queue meanwhile
                 entry = limits.instances.checkout("a")
-                assert entry is not None and entry.lock is not None
+                assert entry is not None
+                assert entry.lock is not None
                 lock_seen_held |= entry.lock.locked()
                 limits.instances.release(entry)
                 busy -= 1
