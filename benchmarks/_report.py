@@ -176,7 +176,7 @@ def scale_table(result: dict[str, Any]) -> str:
     ]
     header = (
         "instances seen",
-        "CPU us/call (last batch)",
+        "CPU us/call (median, last 5 batches of 200)",
         "requests/s",
         "RSS growth",
         "Python heap blocks growth",

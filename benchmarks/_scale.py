@@ -5,8 +5,9 @@ One long-lived client reauthorises a new instance on every call, with rate field
 ``concurrency`` calls at once behind a semaphore, in batches of ``batch`` calls.
 After each batch it reads the client process's CPU time, its RSS, its Python heap
 (``sys.getallocatedblocks``) and the size of the instance registry. It prints one
-JSON line: the batches that end at each checkpoint (1,000 and 100,000 instances
-seen, by default), with CPU microseconds per call over that batch.
+JSON line with a row per checkpoint (1,000, 10,000 and 100,000 instances seen, by
+default): CPU microseconds per call as the median of the last ``window`` batches
+before it (the machine's noise moves single batches), and memory at it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import gc
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -32,7 +34,14 @@ def _rss_mb() -> float:
 
 
 async def _run(
-    url: str, api_key: str, *, calls: int, batch: int, concurrency: int, checkpoints: Sequence[int]
+    url: str,
+    api_key: str,
+    *,
+    calls: int,
+    batch: int,
+    window: int,
+    concurrency: int,
+    checkpoints: Sequence[int],
 ) -> dict[str, Any]:
     async with PatchworksClient(
         base_url=url,
@@ -54,6 +63,7 @@ async def _run(
         start_rss = _rss_mb()
         start_blocks = sys.getallocatedblocks()
         seen = 0
+        recent: list[tuple[float, float]] = []  # (CPU s per call, calls per s) of each batch
         while seen < calls:
             size = min(batch, calls - seen)
             cpu = time.process_time()
@@ -62,22 +72,25 @@ async def _run(
             cpu = time.process_time() - cpu
             wall = time.perf_counter() - wall
             seen += size
+            recent = [*recent[-(window - 1) :], (cpu / size, size / wall)]
             if seen in checkpoints:
                 gc.collect()
                 limits = client._limits
                 rows.append(
                     {
                         "instances_seen": seen,
+                        "batches": len(recent),
                         "batch_calls": size,
-                        "cpu_us_per_call": cpu / size * 1e6,
-                        "requests_per_second": size / wall,
+                        "cpu_us_per_call": statistics.median(c for c, _ in recent) * 1e6,
+                        "cpu_us_each_batch": [c * 1e6 for c, _ in recent],
+                        "requests_per_second": statistics.median(r for _, r in recent),
                         "rss_growth_mb": _rss_mb() - start_rss,
                         "python_heap_blocks_growth": sys.getallocatedblocks() - start_blocks,
                         "registry_entries": len(limits.instances) if limits else 0,
                         "registry_bound": limits.instances.max_size if limits else 0,
                     }
                 )
-    return {"concurrency": concurrency, "batch": batch, "checkpoints": rows}
+    return {"concurrency": concurrency, "batch": batch, "window": window, "checkpoints": rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,9 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--calls", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--window", type=int, default=5, help="batches in each median")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--checkpoints", default="1000,100000")
+    parser.add_argument("--checkpoints", default="1000,10000,100000")
     args = parser.parse_args(argv)
     checkpoints = [int(value) for value in args.checkpoints.split(",")]
     result = asyncio.run(
@@ -97,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.api_key,
             calls=args.calls,
             batch=args.batch,
+            window=args.window,
             concurrency=args.concurrency,
             checkpoints=checkpoints,
         )
