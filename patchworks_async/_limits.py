@@ -493,7 +493,10 @@ class Slot:
             raise RuntimeError("an instance was checked out without its lock")
         try:
             if await self._unhindered(entry, lock):
-                return loop.time() - started
+                ended = loop.time()
+                # It waited only for its in-flight slot (its limiter had room).
+                self.waits = (0.0, ended - started, None, False)
+                return ended - started
             async with lock:
                 await entry.limiter.acquire()
                 if limits.try_now(extra):
