@@ -10,12 +10,17 @@ and off. Judged from 2 s after the first answer to the end.
 
 Run as ``server SHARE`` or ``client URL KEY on|off UNTIL`` it is one of the parts.
 Every process started is waited for, and the server is stopped by its pid.
+
+With ``PATCHWORKS_BENCH_REDIS_URL`` set, the client processes share a ``RedisLimiter``
+there (one fresh namespace a run): the fleet is paced through Redis until the server
+speaks, and a 429 seen by one pauses all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -37,6 +42,8 @@ QUOTA: Final = 40
 PROCESSES: Final = 3
 CONFIGURED: Final = RateLimit("second", 20)
 WARM_UP: Final = 2.0
+REDIS_URL: Final = "PATCHWORKS_BENCH_REDIS_URL"
+REDIS_NAMESPACE: Final = "PATCHWORKS_BENCH_REDIS_NAMESPACE"
 
 
 async def _serve(share: float) -> None:
@@ -60,11 +67,18 @@ async def _client(url: str, key: str, adaptive: bool, until: float) -> None:
         if event.kind is EventKind.RESPONSE and event.status is not None:
             answers.append((time.monotonic(), event.status))
 
+    redis_url = os.environ.get(REDIS_URL)
+    limiter = None
+    if redis_url:
+        from patchworks_async.redis import RedisLimiter
+
+        limiter = RedisLimiter.from_url(redis_url, namespace=os.environ[REDIS_NAMESPACE])
     async with PatchworksClient(
         base_url=url,
         api_key=key,
         rate_limit=CONFIGURED,
         adaptive_quota=adaptive,
+        limiter=limiter,
         on_event=record,
         retry=RetryPolicy(max_attempts=20, max_time=60.0),
     ) as client:
@@ -103,11 +117,13 @@ def run_one(adaptive: bool, share: float, seconds: float) -> dict[str, Any]:
         until = time.monotonic() + 1.0 + seconds
         mode = "on" if adaptive else "off"
         role = ["client", where["url"], where["key"], mode, str(until)]
+        environment = {**os.environ, REDIS_NAMESPACE: f"quota-bench-{os.getpid()}-{until}"}
         clients = [
             subprocess.Popen(  # noqa: S603  # our own interpreter and module
                 [python, "-m", "benchmarks._quota_processes", *role],
                 stdout=subprocess.PIPE,
                 text=True,
+                env=environment,
             )
             for _ in range(PROCESSES)
         ]
@@ -142,6 +158,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(_client(argv[1], argv[2], argv[3] == "on", float(argv[4])))
         return
     seconds = float(argv[0]) if argv else 20.0
+    if os.environ.get(REDIS_URL):
+        print(f"client processes share a RedisLimiter at {os.environ[REDIS_URL]}")
     print(
         f"| other consumer | adaptive | calls/s of {QUOTA}/s | share of what the other left "
         "| client 429s | other's calls ok / refused |\n|---|---|---|---|---|---|"
