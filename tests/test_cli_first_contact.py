@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from patchworks_async.cli import _app, _codes
+from patchworks_async.cli import _app, _codes, _parser
 from patchworks_async.cli._demo import DemoOptions, exit_code, run_demo
 from patchworks_async.cli._demosummary import DemoReport, pacing, summary_rows
 from patchworks_async.models import RateLimit
@@ -50,7 +50,7 @@ def test_demo_help_lists_only_what_the_demo_uses(capsys: pytest.CaptureFixture[s
     for unused in ("--base-url", "PATCHWORKS_", "first found wins", "--api-key-file", "--timeout"):
         assert unused not in out, unused
     assert "deliberate 404s" in out
-    for code, _meaning in _app.DEMO_EXIT_CODES:
+    for code, _meaning in _parser.DEMO_EXIT_CODES:
         assert re.search(rf"^  {code} ", out, re.MULTILINE), code
 
 
@@ -61,7 +61,7 @@ def _codes_in(text: str) -> set[int]:
 
 def test_every_exit_code_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
     defined = {value for name, value in vars(_codes).items() if name.startswith("EXIT_")}
-    assert {code for code, _ in _app.EXIT_CODES} == defined
+    assert {code for code, _ in _parser.EXIT_CODES} == defined
     assert _codes_in(_help(capsys)) == defined
     for command in ("authenticate", "authorise", "reauthorise", "bulk-reauthorise"):
         assert _codes_in(_help(capsys, command)) == defined, command
