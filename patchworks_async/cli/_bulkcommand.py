@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 from .._client import PatchworksClient
 from .._errors import BulkStoppedError
-from ._bulkio import InputReader, OutputFile, count_records, input_format
+from ._bulkinput import InputReader, count_records, input_format
+from ._bulkoutput import OutputFile
 from ._bulkrun import BulkJob, summary
 from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED
 from ._config import (
