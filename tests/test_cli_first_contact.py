@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from patchworks_async.cli import _app, _codes, _parser
+from patchworks_async.cli import _app, _codes, _parser, _usage
 from patchworks_async.cli._demo import DemoOptions, exit_code, run_demo
 from patchworks_async.cli._demosummary import DemoReport, pacing, summary_rows
 from patchworks_async.models import RateLimit
@@ -68,6 +68,25 @@ def test_every_exit_code_is_documented(capsys: pytest.CaptureFixture[str]) -> No
     readme = " ".join(README.read_text().split())  # the list item, unwrapped
     item = readme.split("- Exit codes of the commands that call the API:", 1)[1].split(" - ")[0]
     assert {int(code) for code in re.findall(r"`(\d+)`", item)} == defined
+
+
+def test_every_command_of_the_parser_has_a_handler() -> None:
+    # _parser declares the commands and _app dispatches on their names: the two agree.
+    parser = _parser.build_parser()
+    commands = _usage._commands(parser)
+    assert set(commands) == set(_app.HANDLERS)
+    for name in commands:
+        args = parser.parse_args(_minimal_args(name))
+        assert args.command == name
+        assert args.command_parser.prog == f"patchworks-async {name}"
+
+
+def _minimal_args(name: str) -> list[str]:
+    required = {
+        "reauthorise": ["c-1"],
+        "bulk-reauthorise": ["--input", "in.csv", "--output", "out.jsonl"],
+    }
+    return [name, *required.get(name, [])]
 
 
 # -- the demo ----------------------------------------------------------------------------------
