@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from patchworks_async.cli import main
-from patchworks_async.cli._bulkio import OutputFile
+from patchworks_async.cli._bulkoutput import OutputFile
 from patchworks_async.cli._config import InputError, parse_rate_limit, text_fields
 from patchworks_async.cli._progress import RichReporter, Tally, make_reporter, plain_line
 from patchworks_async.models import RateLimit

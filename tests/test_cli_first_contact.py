@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from patchworks_async.cli import _app, _codes
+from patchworks_async.cli import _app, _codes, _parser, _usage
 from patchworks_async.cli._demo import DemoOptions, exit_code, run_demo
 from patchworks_async.cli._demosummary import DemoReport, pacing, summary_rows
 from patchworks_async.models import RateLimit
@@ -50,7 +50,7 @@ def test_demo_help_lists_only_what_the_demo_uses(capsys: pytest.CaptureFixture[s
     for unused in ("--base-url", "PATCHWORKS_", "first found wins", "--api-key-file", "--timeout"):
         assert unused not in out, unused
     assert "deliberate 404s" in out
-    for code, _meaning in _app.DEMO_EXIT_CODES:
+    for code, _meaning in _parser.DEMO_EXIT_CODES:
         assert re.search(rf"^  {code} ", out, re.MULTILINE), code
 
 
@@ -61,13 +61,32 @@ def _codes_in(text: str) -> set[int]:
 
 def test_every_exit_code_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
     defined = {value for name, value in vars(_codes).items() if name.startswith("EXIT_")}
-    assert {code for code, _ in _app.EXIT_CODES} == defined
+    assert {code for code, _ in _parser.EXIT_CODES} == defined
     assert _codes_in(_help(capsys)) == defined
     for command in ("authenticate", "authorise", "reauthorise", "bulk-reauthorise"):
         assert _codes_in(_help(capsys, command)) == defined, command
     readme = " ".join(README.read_text().split())  # the list item, unwrapped
     item = readme.split("- Exit codes of the commands that call the API:", 1)[1].split(" - ")[0]
     assert {int(code) for code in re.findall(r"`(\d+)`", item)} == defined
+
+
+def test_every_command_of_the_parser_has_a_handler() -> None:
+    # _parser declares the commands and _app dispatches on their names: the two agree.
+    parser = _parser.build_parser()
+    commands = _usage._commands(parser)
+    assert set(commands) == set(_app.HANDLERS)
+    for name in commands:
+        args = parser.parse_args(_minimal_args(name))
+        assert args.command == name
+        assert args.command_parser.prog == f"patchworks-async {name}"
+
+
+def _minimal_args(name: str) -> list[str]:
+    required = {
+        "reauthorise": ["c-1"],
+        "bulk-reauthorise": ["--input", "in.csv", "--output", "out.jsonl"],
+    }
+    return [name, *required.get(name, [])]
 
 
 # -- the demo ----------------------------------------------------------------------------------

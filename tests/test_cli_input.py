@@ -15,7 +15,8 @@ import pathlib
 import pytest
 
 from patchworks_async import InvalidRequestError, PatchworksClient, ReauthoriseRequest
-from patchworks_async.cli._bulkio import BadLine, InputReader, OutputFile, count_records
+from patchworks_async.cli._bulkinput import BadLine, InputReader, count_records
+from patchworks_async.cli._bulkoutput import OutputFile
 from patchworks_async.cli._config import InputError
 from patchworks_async.cli._messages import cli_message
 from patchworks_async.cli._usage import in_cli_words, sources

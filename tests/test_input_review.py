@@ -28,7 +28,7 @@ from patchworks_async import (
     ReauthoriseRequest,
 )
 from patchworks_async.cli import _messages, _usage
-from patchworks_async.cli._bulkio import BadLine, InputReader
+from patchworks_async.cli._bulkinput import BadLine, InputReader
 from patchworks_async.cli._config import InputError, request_from_options
 from patchworks_async.cli._messages import cli_message
 from patchworks_async.testing import FakePatchworks

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 from .._client import PatchworksClient
 from .._errors import BulkStoppedError
-from ._bulkio import InputReader, OutputFile, count_records, input_format
+from ._bulkinput import InputReader, count_records, input_format
+from ._bulkoutput import OutputFile
 from ._bulkrun import BulkJob, summary
 from ._codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED
 from ._config import (
@@ -22,7 +23,7 @@ from ._config import (
     ENV_USERNAME,
     InputError,
 )
-from ._progress import Tally, make_reporter
+from ._progress import Reporter, Tally, make_reporter
 
 
 def run_bulk_command(args: argparse.Namespace, client: PatchworksClient) -> int:
@@ -51,35 +52,56 @@ def run_bulk_command(args: argparse.Namespace, client: PatchworksClient) -> int:
         ) as reader,
         OutputFile(args.output, resume=args.resume) as output,
     ):
-        if reader.unknown_columns:
-            names = ", ".join(reader.unknown_columns)
-            sys.stderr.write(
-                f"note: column(s) {names} are not reauthorise fields; they are sent as they are\n"
-            )
+        _note_unknown_columns(reader)
         tally = Tally(count_records(args.input, fmt))
         reporter = make_reporter(
             args.progress, tally, description="reauthorising", interval=args.progress_interval
         )
         job = BulkJob(reader, output, tally, reporter)
-        ending = "stopped by an error"
-        reporter.start()
-        try:
-            asyncio.run(_run(job, client, args.concurrency))
-            ending = "done"
-        except BulkStoppedError as stopped:
-            ending = stop_line(stopped, tally, args.api_key_file, os.environ, job.host)
-        except KeyboardInterrupt:
-            # asyncio.run cancelled the job: reauthorise_many stopped every call it started.
-            ending = "interrupted"
-        finally:
-            reporter.stop()
-            sys.stderr.write(summary(tally, job, args.output, ending=ending) + "\n")
-            sys.stderr.flush()
+        ending = _run_job(args, client, job, tally, reporter)
     if ending == "interrupted":
         return EXIT_INTERRUPTED
     if ending.startswith("stopped: "):
         return EXIT_STOPPED
     return EXIT_FAILED if tally.failed else EXIT_OK
+
+
+def _note_unknown_columns(reader: InputReader) -> None:
+    if reader.unknown_columns:
+        names = ", ".join(reader.unknown_columns)
+        sys.stderr.write(
+            f"note: column(s) {names} are not reauthorise fields; they are sent as they are\n"
+        )
+
+
+def _run_job(
+    args: argparse.Namespace,
+    client: PatchworksClient,
+    job: BulkJob,
+    tally: Tally,
+    reporter: Reporter,
+) -> str:
+    """Run ``job`` under its progress display, then print the summary.
+
+    Returns:
+        How it ended: ``done``, ``interrupted`` or ``stopped: ...`` (:func:`stop_line`).
+        Any other error is raised, after the summary (which says "stopped by an error").
+    """
+    ending = "stopped by an error"
+    reporter.start()
+    try:
+        asyncio.run(_run(job, client, args.concurrency))
+        ending = "done"
+    except BulkStoppedError as stopped:
+        ending = stop_line(stopped, tally, args.api_key_file, os.environ, job.host)
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the job: reauthorise_many stopped every call it started.
+        ending = "interrupted"
+    finally:
+        reporter.stop()
+        sys.stderr.write(summary(tally, job, args.output, ending=ending) + "\n")
+        sys.stderr.flush()
+    return ending
 
 
 def stop_line(

@@ -25,13 +25,8 @@ from .._client import PatchworksClient
 from .._errors import AuthenticationError, HostUnreachableError
 from .._events import Event, EventKind
 from ..models import ReauthoriseRequest
-from ._bulkio import (
-    BadLine,
-    InputReader,
-    OutputFile,
-    error_fields,
-    outcome_record,
-)
+from ._bulkinput import BadLine, InputReader
+from ._bulkoutput import OutputFile, error_fields, outcome_record
 from ._progress import Reporter, Tally
 
 # Failed calls echoed on stderr before the rest are left to the output file.

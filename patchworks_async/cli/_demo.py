@@ -130,6 +130,16 @@ class _Recorder:
             self.retries[self._answers.pop((event.connector, event.attempt), "?")] += 1
 
 
+@attrs.frozen
+class _ClientRun:
+    """The client's side of the bulk job: its counts and the connections it opened."""
+
+    tally: Tally
+    deliberate: int
+    unexpected: Counter[str]
+    connections: int
+
+
 async def run_demo(options: DemoOptions) -> DemoReport:
     """Run the demo; progress on stderr, a few words on stdout.
 
@@ -150,39 +160,63 @@ async def run_demo(options: DemoOptions) -> DemoReport:
         paced = ids[::spacing][: options.paced_instances]
         connectors = _connectors(ids, paced, options.paced_calls)
         _intro(fake, options, len(connectors))
-        async with PatchworksClient(
-            base_url=fake.url,
-            api_key=fake.api_key,
-            rate_limit=RateLimit("second", options.rate),
-            retry=RetryPolicy(max_attempts=4, backoff_base=0.2, backoff_max=2.0),
-            on_event=recorder,
-        ) as client:
-            for key in paced:
-                client.set_instance_rate_limit(key, options.paced_rate)
-            tally, deliberate, unexpected = await _reauthorise_all(client, connectors, options)
-            connections = client.connections_opened
-        return DemoReport(
-            instances=options.instances,
-            rate=options.rate,
-            concurrency=options.concurrency,
-            paced_instances=options.paced_instances,
-            paced_calls=options.paced_calls,
-            paced_rate=options.paced_rate,
-            unknown_connectors=len(UNKNOWN_CONNECTORS),
-            items=len(connectors),
-            succeeded=tally.succeeded,
-            deliberate_failures=deliberate,
-            unexpected_failures=unexpected,
-            retries=recorder.retries,
-            elapsed=tally.elapsed,
-            departures=recorder.departures,
-            arrivals=[r.arrived for r in fake.requests],
-            pauses=recorder.pauses,
-            answers=Counter(r.status or 0 for r in fake.requests),
-            requests_seen=fake.request_count,
-            connections_opened=connections,
-            paced_min_gap=_min_gap(fake, paced),
-        )
+        run = await _run_client(fake.url, fake.api_key, options, paced, connectors, recorder)
+        return _report(options, fake, recorder, run, paced, len(connectors))
+
+
+async def _run_client(
+    url: str,
+    api_key: str,
+    options: DemoOptions,
+    paced: Sequence[str],
+    connectors: Sequence[str],
+    recorder: _Recorder,
+) -> _ClientRun:
+    """Reauthorise ``connectors`` with a client limited as ``options`` say."""
+    async with PatchworksClient(
+        base_url=url,
+        api_key=api_key,
+        rate_limit=RateLimit("second", options.rate),
+        retry=RetryPolicy(max_attempts=4, backoff_base=0.2, backoff_max=2.0),
+        on_event=recorder,
+    ) as client:
+        for key in paced:
+            client.set_instance_rate_limit(key, options.paced_rate)
+        tally, deliberate, unexpected = await _reauthorise_all(client, connectors, options)
+        return _ClientRun(tally, deliberate, unexpected, client.connections_opened)
+
+
+def _report(
+    options: DemoOptions,
+    fake: FakePatchworks,
+    recorder: _Recorder,
+    run: _ClientRun,
+    paced: Sequence[str],
+    items: int,
+) -> DemoReport:
+    """What both sides measured."""
+    return DemoReport(
+        instances=options.instances,
+        rate=options.rate,
+        concurrency=options.concurrency,
+        paced_instances=options.paced_instances,
+        paced_calls=options.paced_calls,
+        paced_rate=options.paced_rate,
+        unknown_connectors=len(UNKNOWN_CONNECTORS),
+        items=items,
+        succeeded=run.tally.succeeded,
+        deliberate_failures=run.deliberate,
+        unexpected_failures=run.unexpected,
+        retries=recorder.retries,
+        elapsed=run.tally.elapsed,
+        departures=recorder.departures,
+        arrivals=[r.arrived for r in fake.requests],
+        pauses=recorder.pauses,
+        answers=Counter(r.status or 0 for r in fake.requests),
+        requests_seen=fake.request_count,
+        connections_opened=run.connections,
+        paced_min_gap=_min_gap(fake, paced),
+    )
 
 
 def _seed(fake: FakePatchworks, options: DemoOptions) -> list[str]:

@@ -12,10 +12,8 @@ import time
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from rich.progress import Progress
 
-MODES: Final = ("auto", "bar", "plain", "off")
 DEFAULT_INTERVAL: Final = 5.0
 
 
@@ -154,10 +152,6 @@ class RichReporter:
         self._task = self._progress.add_task(
             description, total=tally.remaining_total, failed=0, start=True
         )
-
-    @property
-    def console(self) -> Console:
-        return self._progress.console
 
     def start(self) -> None:
         self._progress.start()
