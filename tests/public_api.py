@@ -46,24 +46,43 @@ def public_modules() -> dict[str, list[str]]:
     return names
 
 
-def _own_members(cls: type) -> Iterator[tuple[str, Any]]:
-    for name, value in vars(cls).items():
-        if name.startswith("_") or isinstance(value, enum.Enum):
-            continue
-        if isinstance(value, (staticmethod, classmethod)):
-            value = value.__func__
-        if inspect.isfunction(value) or isinstance(value, property):
-            yield name, value
+def _own_members(cls: type, public: set[int]) -> Iterator[tuple[str, Any]]:
+    # A class's own members, and those it inherits from the package's private bases
+    # (FakePatchworks from its pure model): only reachable through it.
+    bases = [
+        base
+        for base in cls.__mro__
+        if base is cls
+        or (base.__module__.startswith("patchworks_async") and id(base) not in public)
+    ]
+    seen: set[str] = set()
+    for base in bases:
+        for name, value in vars(base).items():
+            if name.startswith("_") or name in seen or isinstance(value, enum.Enum):
+                continue
+            seen.add(name)
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if inspect.isfunction(value) or isinstance(value, property):
+                yield name, value
 
 
 def public_callables() -> Iterator[tuple[str, Any]]:
-    """Every public callable: functions, classes, and their own public methods and properties.
+    """Every public callable: functions, classes, and their public methods and properties.
+
+    A class's methods are its own and those of its private bases (not public themselves).
 
     Yields:
         ``(qualified name, object)`` pairs; each object once (re-exports are skipped).
     """
+    modules = public_modules()
+    public = {
+        id(getattr(importlib.import_module(module_name), name))
+        for module_name, names in modules.items()
+        for name in names
+    }
     seen: set[int] = set()
-    for module_name, names in public_modules().items():
+    for module_name, names in modules.items():
         module = importlib.import_module(module_name)
         for name in names:
             value = getattr(module, name)
@@ -72,7 +91,7 @@ def public_callables() -> Iterator[tuple[str, Any]]:
             seen.add(id(value))
             yield f"{module_name}.{name}", value
             if inspect.isclass(value):
-                for member, attribute in _own_members(value):
+                for member, attribute in _own_members(value, public):
                     yield f"{module_name}.{name}.{member}", attribute
 
 

@@ -23,6 +23,12 @@ PURE = [
     "_version",
     "_windows",
     "models",
+    # The fake server's pure parts (its aiohttp adapter is testing/_server.py).
+    "testing/_faults",
+    "testing/_model",
+    "testing/_quota",
+    "testing/_records",
+    "testing/_rules",
 ]
 
 
@@ -52,6 +58,13 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(patchworks_async, name), name
 
 
+def _resolve(name: str, imported: str) -> str:
+    """A relative import of module ``name`` as a PURE-style name (``testing/_quota``)."""
+    level = len(imported) - len(imported.lstrip("."))
+    package = name.split("/")[:-level]
+    return "/".join([*package, imported.lstrip(".").split(".")[0]])
+
+
 def test_pure_core_imports_neither_aiohttp_nor_asyncio() -> None:
     for name in PURE:
         imports = _imports(PACKAGE / f"{name}.py")
@@ -62,7 +75,7 @@ def test_pure_core_imports_neither_aiohttp_nor_asyncio() -> None:
                 imported,
             )
             if imported.startswith(".") and root:
-                assert root in PURE, (name, imported)
+                assert _resolve(name, imported) in PURE, (name, imported)
 
 
 def test_only_the_transport_imports_aiohttp_in_the_client() -> None:
@@ -85,19 +98,23 @@ def test_errors_module_is_a_leaf() -> None:
 
 def test_testing_all_is_sorted_and_complete() -> None:
     from patchworks_async import testing
-    from patchworks_async.testing import _server
+    from patchworks_async.testing import _faults, _quota, _records, _server
 
     exported = testing.__all__
     assert exported == sorted(exported)
     # Everything public that the package defines or re-exports, and everything public
-    # that its server module declares, FaultKind included.
+    # that its modules (the adapter, the faults, the quota, the records) declare,
+    # FaultKind included, each the very object its module defines.
     public = {name for name in vars(testing) if not name.startswith("_")}
     public -= {"annotations"}
     assert public == set(exported)
-    assert set(_server.__all__) <= set(exported)
+    modules = (_server, _faults, _quota, _records)
+    declared = [name for module in modules for name in module.__all__]
+    assert sorted(declared) == exported
     assert "FaultKind" in exported
-    for name in exported:
-        assert getattr(testing, name) is getattr(_server, name), name
+    for module in modules:
+        for name in module.__all__:
+            assert getattr(testing, name) is getattr(module, name), name
 
 
 def test_no_bare_assert_checks_anything_at_run_time() -> None:

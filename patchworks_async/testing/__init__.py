@@ -14,14 +14,10 @@ Run it on its own with ``patchworks-async fake-server --port 8080 --instances 3`
 
 from __future__ import annotations
 
-from ._server import (
-    AccountQuota,
-    BackgroundConsumer,
-    FakePatchworks,
-    Fault,
-    FaultKind,
-    RecordedRequest,
-)
+from ._faults import Fault, FaultKind
+from ._quota import AccountQuota, BackgroundConsumer
+from ._records import RecordedRequest
+from ._server import FakePatchworks
 
 __all__ = [
     "AccountQuota",
