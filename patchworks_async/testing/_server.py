@@ -339,7 +339,7 @@ class FakePatchworks(PatchworksModel, FaultRules):
         arrived = time.monotonic()
         path, _, query = request.raw_path.partition("?")
         body = await request.read() if request.body_exists else b""
-        record = self._make_record(request, path, query, body, arrived)  # connection 0
+        record = self._make_record(request, path, query, body, arrived)  # not numbered: 0
         finish(record, 200)
         self.redirect_target_requests.append(record)
         return _response(json_answer(200, {}))
