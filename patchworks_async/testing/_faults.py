@@ -1,7 +1,8 @@
 """The fake's fault rules: what a scripted or random misbehaviour is, and which request gets one.
 
 Pure (no aiohttp, no asyncio): :class:`Fault` (with :data:`FaultKind`), the schedule
-that picks a request's fault (scripted faults first, then a seeded rate), and the
+that picks a request's fault (:class:`FaultRules`, which ``FakePatchworks`` extends:
+scripted faults first, then a seeded rate), and the
 answers of the faults that only change what is said (a refusal, a redirect, a bad
 body). The faults that act on the connection (delay, drop, truncate) are applied to
 the wire by ``FakePatchworks``.
