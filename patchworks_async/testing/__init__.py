@@ -15,12 +15,14 @@ Run it on its own with ``patchworks-async fake-server --port 8080 --instances 3`
 from __future__ import annotations
 
 from ._faults import Fault, FaultKind
+from ._model import Answer
 from ._quota import AccountQuota, BackgroundConsumer
 from ._records import RecordedRequest
 from ._server import FakePatchworks
 
 __all__ = [
     "AccountQuota",
+    "Answer",
     "BackgroundConsumer",
     "FakePatchworks",
     "Fault",

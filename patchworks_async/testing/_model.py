@@ -44,6 +44,9 @@ _METHODS: Final[Mapping[str, str]] = {
 JSON: Final = "application/json"
 
 
+__all__ = ["Answer"]  # what FakePatchworks.handle answers; the model itself stays private
+
+
 @attrs.frozen
 class Answer:
     """What the model decided for one request, before any fault reshapes it.
