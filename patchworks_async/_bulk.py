@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from . import _sansio
 from ._backend import CallTracker
@@ -58,10 +58,8 @@ from ._outcomes import (
 from ._outcomes import (
     ReauthoriseSuccess as ReauthoriseSuccess,
 )
+from ._pipeline import Pipeline
 from .models import Instance, ReauthoriseRequest
-
-if TYPE_CHECKING:
-    from ._client import PatchworksClient
 
 _END: Final = object()
 # Put in the queue when a task ends with no outcome: the consumer wakes and looks again.
@@ -101,7 +99,7 @@ def _build(index: int, item: object) -> tuple[Any, _sansio.Request | PatchworksE
 
 
 async def _send_one(
-    client: PatchworksClient,
+    pipeline: Pipeline,
     index: int,
     connector: Any,
     built: _sansio.Request,
@@ -112,10 +110,10 @@ async def _send_one(
 ) -> ReauthoriseOutcome:
     started = time.monotonic()
     try:
-        result = Instance(await client._call(built, slots, tracker))
+        result = Instance(await pipeline.call(built, slots, tracker))
         new_rate = request.rate_limit
         if new_rate is not None and built.connector is not None:
-            client.set_instance_rate_limit(built.connector, new_rate)
+            pipeline.set_instance_rate_limit(built.connector, new_rate)
     except PatchworksError as error:
         # Judged here, in the same step as the call's end: its slot is already free,
         # and a call woken by it must be cancelled before it can run and be sent.
@@ -183,8 +181,8 @@ def check_bulk_arguments(concurrency: int, read_ahead: int | None) -> int:
 class _Job:
     """The state of one ``reauthorise_many`` run: its tasks, its outcomes, its stop."""
 
-    def __init__(self, client: PatchworksClient, concurrency: int, *, deduplicate: bool) -> None:
-        self.client = client
+    def __init__(self, pipeline: Pipeline, concurrency: int, *, deduplicate: bool) -> None:
+        self.pipeline = pipeline
         self.slots = asyncio.Semaphore(concurrency)
         # Outcomes ready to yield; a task that raised (a bug, a closed client) as itself.
         self.finished: asyncio.Queue[Any] = asyncio.Queue()
@@ -193,7 +191,7 @@ class _Job:
         self.forbidden_in_a_row = 0
         self.stop: tuple[str, PatchworksError] | None = None
         # OpenTelemetry hook: one parent span for the job; each item's call runs under it.
-        telemetry = client._telemetry
+        telemetry = pipeline.telemetry
         self.otel = telemetry.bulk_job() if telemetry is not None else None
 
     def start(self, index: int, item: object) -> None:
@@ -224,7 +222,7 @@ class _Job:
         tracker = CallTracker()
         task = asyncio.create_task(
             _send_one(
-                self.client, index, connector, built, request, self.slots, tracker, self._judge
+                self.pipeline, index, connector, built, request, self.slots, tracker, self._judge
             ),
             context=self.otel.task_context() if self.otel is not None else None,
         )
@@ -318,7 +316,7 @@ class _Job:
 
 
 async def reauthorise_many(
-    client: PatchworksClient,
+    pipeline: Pipeline,
     items: ItemSource,
     *,
     concurrency: int = 16,
@@ -329,7 +327,7 @@ async def reauthorise_many(
     """Reauthorise many instances; yield one outcome per item, in completion order.
 
     Args:
-        client: the client that sends the calls.
+        pipeline: the pipeline that sends the calls.
         items: an iterable or async iterable of ``(connector, ReauthoriseRequest)``.
         concurrency: items being sent at once.
         on_progress: called with each outcome as it is yielded.
@@ -347,9 +345,9 @@ async def reauthorise_many(
     window = check_bulk_arguments(concurrency, read_ahead)
     # One client serves one loop: a job in another is refused once, before any item is
     # read, not item by item with one EventLoopError outcome each.
-    client._limits_in(asyncio.get_running_loop())
+    pipeline.limits_in(asyncio.get_running_loop())
     pull = _puller(items)
-    job = _Job(client, concurrency, deduplicate=deduplicate)
+    job = _Job(pipeline, concurrency, deduplicate=deduplicate)
     finished = job.finished
     index = yielded = 0
     exhausted = False

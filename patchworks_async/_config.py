@@ -1,18 +1,24 @@
-"""Checks of the client's configuration: URLs, credentials, limits and timeouts (no I/O)."""
+"""The client's configuration: :class:`ClientConfig` and every check on it (no I/O)."""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
 import os
+import ssl
 from typing import Final
 from urllib.parse import urlsplit
 
+import attrs
+
 from . import _constants
+from ._adaptive import AdaptiveQuota, check_adaptive_quota
 from ._auth import Auth, LoginAuth, StaticAuth
 from ._backend import LimiterBackend
 from ._errors import InvalidRequestError
-from ._transport import Timeout
+from ._events import EventHook
+from ._retry import RetryPolicy
+from ._transport import ClientSession, Timeout, check_session
 from .models import Login, RateLimit
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
@@ -210,3 +216,89 @@ def credential_fingerprint(
     else:
         material = f"{auth.kind}:{api_key or os.environ.get(_constants.ENV_API_KEY, '')}"
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Every setting of one ``PatchworksClient``, checked once (see the client's arguments).
+
+    Made by :meth:`check` from the constructor's arguments; frozen, so the pipeline
+    and the client read one value. ``on_event`` is the hook the client starts with
+    (``client.on_event`` may be set later: the pipeline holds the current one).
+    Secrets stay out of the repr (``auth`` and the backend hide them; the repr is off).
+    """
+
+    auth: Auth
+    base_url: str
+    timeout: Timeout
+    max_connections: int
+    rate_limit: RateLimit | None
+    session: ClientSession | None
+    max_instance_limiters: int
+    retry: RetryPolicy
+    on_event: EventHook | None
+    unreachable_after: int | None
+    backend: LimiterBackend | None
+    adaptive_quota: AdaptiveQuota | None
+    max_response_bytes: int
+    ssl_context: ssl.SSLContext | None
+
+    def __repr__(self) -> str:
+        return f"<ClientConfig base_url={self.base_url!r} auth={self.auth.kind}>"
+
+    @classmethod
+    # Over 40 lines only by its signature: the client's keyword arguments, one a line.
+    def check(
+        cls,
+        *,
+        api_key: str | None,
+        token: str | None,
+        login: Login | None,
+        base_url: str | None,
+        session: object,
+        timeout: object,
+        max_connections: object,
+        rate_limit: object,
+        retry: RetryPolicy | None,
+        max_instance_limiters: int,
+        on_event: EventHook | None,
+        allow_insecure_http: bool,
+        max_response_bytes: int,
+        ssl_context: ssl.SSLContext | None,
+        limiter: object,
+        adaptive_quota: bool | AdaptiveQuota,
+        unreachable_after: object,
+    ) -> ClientConfig:
+        """Check the client's arguments, in the constructor's order; the configuration.
+
+        With several bad arguments, the first one checked here is named.
+
+        Returns:
+            The checked configuration.
+
+        Raises:
+            InvalidRequestError: a bad argument, naming it.
+        """
+        auth = pick_auth(api_key, token, login)
+        if login is not None:
+            check_url("login.url", login.url, allow_insecure_http=allow_insecure_http)
+        resolved = (
+            base_url or os.environ.get(_constants.ENV_BASE_URL) or _constants.DEFAULT_BASE_URL
+        )
+        checked_url = check_url("base_url", resolved, allow_insecure_http=allow_insecure_http)
+        return cls(
+            auth=auth,
+            base_url=checked_url.rstrip("/"),
+            timeout=check_timeout(timeout),
+            max_connections=check_max_connections(max_connections),
+            rate_limit=check_rate_limit(rate_limit),
+            session=check_session(session),
+            max_instance_limiters=check_max_instance_limiters(max_instance_limiters),
+            retry=retry if retry is not None else RetryPolicy.disabled(),
+            on_event=on_event,
+            unreachable_after=check_unreachable_after(unreachable_after),
+            backend=bind_limiter(limiter, api_key, token, login, auth),
+            adaptive_quota=check_adaptive_quota(adaptive_quota),
+            max_response_bytes=max_response_bytes,
+            ssl_context=ssl_context,
+        )

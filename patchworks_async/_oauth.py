@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _sansio
 from ._bulk import (
@@ -14,21 +14,19 @@ from ._bulk import (
     reauthorise_many,
 )
 from ._errors import InvalidRequestError
+from ._pipeline import Pipeline
 from .models import AuthoriseRequest, Connector, Instance, ReauthoriseRequest
-
-if TYPE_CHECKING:
-    from ._client import PatchworksClient
 
 
 class OAuth:
     """The four calls of the spec's ``Oauth`` tag: ``client.oauth``.
 
     Args:
-        client: the client whose ``oauth`` this is (the client makes it).
+        pipeline: the pipeline of the client whose ``oauth`` this is (the client makes it).
     """
 
-    def __init__(self, client: PatchworksClient) -> None:
-        self._client = client
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
 
     async def authenticate(self) -> dict[str, Any]:
         """``POST /api/v1/oauth/authenticate``.
@@ -39,7 +37,7 @@ class OAuth:
         Raises:
             PatchworksError: any error of the package (see the README's table).
         """
-        return await self._client._call(_sansio.build_authenticate())
+        return await self._pipeline.call(_sansio.build_authenticate())
 
     async def authorise(self, request: AuthoriseRequest) -> Instance:
         """``POST /api/v1/oauth/authorise``: create a new authenticated instance.
@@ -62,14 +60,14 @@ class OAuth:
         try:
             built = _sansio.build_authorise(request)
         except InvalidRequestError as error:
-            if self._client._telemetry is not None:  # OpenTelemetry hook: refused input
-                self._client._telemetry.refused("authorise", error)
+            if self._pipeline.telemetry is not None:  # OpenTelemetry hook: refused input
+                self._pipeline.telemetry.refused("authorise", error)
             raise
         # One copy of the decoded dict, at C speed; no second decode, no converter.
-        result = Instance(await self._client._call(built))
+        result = Instance(await self._pipeline.call(built))
         instance_id = result.id
         if instance_id is not None:
-            self._client.set_instance_rate_limit(instance_id, request.rate_limit)
+            self._pipeline.set_instance_rate_limit(instance_id, request.rate_limit)
         return result
 
     async def woo_app_auth(self) -> dict[str, Any]:
@@ -81,7 +79,7 @@ class OAuth:
         Raises:
             PatchworksError: any error of the package (see the README's table).
         """
-        return await self._client._call(_sansio.build_woo_app_auth())
+        return await self._pipeline.call(_sansio.build_woo_app_auth())
 
     async def reauthorise(
         self, connector: Connector, request: ReauthoriseRequest | None = None
@@ -109,13 +107,13 @@ class OAuth:
         try:
             built = _sansio.build_reauthorise(connector, body)
         except InvalidRequestError as error:
-            if self._client._telemetry is not None:  # OpenTelemetry hook: refused input
-                self._client._telemetry.refused("reauthorise", error)
+            if self._pipeline.telemetry is not None:  # OpenTelemetry hook: refused input
+                self._pipeline.telemetry.refused("reauthorise", error)
             raise
-        result = Instance(await self._client._call(built))
+        result = Instance(await self._pipeline.call(built))
         new_rate = body.rate_limit
         if new_rate is not None and built.connector is not None:
-            self._client.set_instance_rate_limit(built.connector, new_rate)
+            self._pipeline.set_instance_rate_limit(built.connector, new_rate)
         return result
 
     def reauthorise_many(
@@ -160,7 +158,7 @@ class OAuth:
         """
         check_bulk_arguments(concurrency, read_ahead)
         return reauthorise_many(
-            self._client,
+            self._pipeline,
             items,
             concurrency=concurrency,
             on_progress=on_progress,

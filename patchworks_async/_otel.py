@@ -3,17 +3,17 @@
 This module imports no ``opentelemetry``: :func:`make_telemetry` imports
 ``_telemetry`` (which does) only when a client asks for it, so the package imports
 and works without opentelemetry-api installed, and a client that does not ask pays
-nothing: ``PatchworksClient._telemetry`` is ``None`` and every hook point in the
+nothing: ``Pipeline.telemetry`` is ``None`` and every hook point in the
 call path is skipped by one ``is not None`` check (most of them sit behind the
 ``observe`` flag the call path computes anyway).
 
 Hook points (kept few, so that the call loop can move without them):
 
 - ``PatchworksClient.__init__``: the :class:`~._telemetry.Telemetry` is made, and
-  ``_call`` is wrapped in the call span (``wrap_call``).
-- ``PatchworksClient._emit``: attempt spans start and end with the ``QUEUED`` /
-  ``RESPONSE`` / ``RETRY`` / ``GAVE_UP`` events the client already emits.
-- ``PatchworksClient._attempt``: ``sent`` (the limiter waits, the ``traceparent``
+  ``Pipeline.call`` is wrapped in the call span (``wrap_call``, ``Pipeline.observe_with``).
+- ``Pipeline.emit``: attempt spans start and end with the ``QUEUED`` /
+  ``RESPONSE`` / ``RETRY`` / ``GAVE_UP`` events the pipeline already emits.
+- ``Pipeline.attempt``: ``sent`` (the limiter waits, the ``traceparent``
   header) and ``received`` (the status and request id).
 - ``OAuth.authorise`` / ``OAuth.reauthorise`` and the bulk job's items: ``refused``
   (input refused before anything was sent).
@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING
 from ._errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from ._client import PatchworksClient
-    from ._telemetry import Telemetry
+    from ._telemetry import ObservedClient, Telemetry
 
 INSTALL_HINT = "pip install 'patchworks-async[otel]'"
 
 
 def make_telemetry(
-    client: PatchworksClient,
+    client: ObservedClient,
     *,
     enabled: bool,
     tracer_provider: object | None,

@@ -45,14 +45,35 @@ from ._version import __version__
 if TYPE_CHECKING:
     import asyncio
 
+    from ._adaptive import QuotaTracker
     from ._backend import CallTracker
-    from ._client import PatchworksClient
-    from ._limits import Slot
+    from ._limits import Limits, Slot
     from ._sansio import Request
     from ._transport import RawResponse
+    from .models import RateLimit
+
+    class ObservedClient(Protocol):
+        """What the telemetry reads of a client (``PatchworksClient``; no import of it)."""
+
+        @property
+        def base_url(self) -> str: ...
+        @property
+        def rate_limit(self) -> RateLimit | None: ...
+        @property
+        def _telemetry(self) -> Telemetry | None: ...
+        @property
+        def _latest_headers(self) -> tuple[Mapping[str, str], float] | None: ...
+        @property
+        def _rate_limit_state(self) -> RateLimitState | None: ...
+        @property
+        def _quota(self) -> QuotaTracker | None: ...
+        @property
+        def _limits(self) -> Limits | None: ...
+        @property
+        def _pending_rates(self) -> dict[str, RateLimit | None]: ...
 
     class CallFunction(Protocol):
-        """The signature of ``PatchworksClient._call``."""
+        """The signature of ``Pipeline.call``."""
 
         def __call__(
             self,
@@ -174,7 +195,7 @@ class Telemetry:
 
     def __init__(
         self,
-        client: PatchworksClient,
+        client: ObservedClient,
         *,
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
@@ -312,7 +333,7 @@ class Telemetry:
     # -- attempt spans -----------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
-        """Follow the client's attempt events (called by ``PatchworksClient._emit``).
+        """Follow the client's attempt events (called by ``Pipeline.emit``).
 
         Args:
             event: the event, in the task of the call it belongs to.
@@ -523,7 +544,7 @@ class _Gauges:
     """
 
     def __init__(self, meter: Meter) -> None:
-        self._clients: weakref.WeakSet[PatchworksClient] = weakref.WeakSet()
+        self._clients: weakref.WeakSet[ObservedClient] = weakref.WeakSet()
         meter.create_observable_gauge(
             "patchworks.client.rate_limit",
             callbacks=[self._rates],
@@ -549,10 +570,10 @@ class _Gauges:
             description="The server's last X-RateLimit-Remaining.",
         )
 
-    def add(self, client: PatchworksClient) -> None:
+    def add(self, client: ObservedClient) -> None:
         self._clients.add(client)
 
-    def _each(self) -> Iterable[tuple[PatchworksClient, Attributes]]:
+    def _each(self) -> Iterable[tuple[ObservedClient, Attributes]]:
         try:
             clients = list(self._clients)
         except RuntimeError:  # a client was made (in the loop's thread) during the copy
@@ -615,7 +636,7 @@ class _Gauges:
 # change nothing (``rate_limit_state`` would: it parses the latest headers in place).
 
 
-def _server_figures(client: PatchworksClient) -> RateLimitState | None:
+def _server_figures(client: ObservedClient) -> RateLimitState | None:
     """The figures of the latest response's rate-limit headers, parsed here."""
     latest = client._latest_headers
     if latest is None:
@@ -624,7 +645,7 @@ def _server_figures(client: PatchworksClient) -> RateLimitState | None:
     return parse_rate_limit_headers(headers, now=seen)
 
 
-def _client_rate(client: PatchworksClient) -> tuple[float, str] | None:
+def _client_rate(client: ObservedClient) -> tuple[float, str] | None:
     """The client-wide rate, per second, and where it comes from.
 
     With ``adaptive_quota`` it is the quota learnt from the server's headers
@@ -638,7 +659,7 @@ def _client_rate(client: PatchworksClient) -> tuple[float, str] | None:
     return client.rate_limit.per_second, "configured"
 
 
-def _instance_rates(client: PatchworksClient) -> list[tuple[str, float]]:
+def _instance_rates(client: ObservedClient) -> list[tuple[str, float]]:
     """Each paced instance's rate; read from the exporter's thread, so copied first."""
     limits = client._limits
     try:

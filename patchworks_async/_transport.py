@@ -105,6 +105,10 @@ def _payload(body: bytes) -> BytesPayload | BytesIOPayload:
     return BytesPayload(body, content_type="application/json")
 
 
+#: The session type a caller may lend the client (named here: only this module imports aiohttp).
+ClientSession = aiohttp.ClientSession
+
+
 def check_session(session: object) -> aiohttp.ClientSession | None:
     """A session passed in to borrow, unchanged; ``None`` for the client's own.
 

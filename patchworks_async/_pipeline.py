@@ -1,0 +1,651 @@
+"""The call pipeline: call -> attempt -> judge, with limits, auth, retries and events.
+
+One call's path (README "Architecture"): :meth:`Pipeline.call` takes the
+credential, runs :meth:`Pipeline.attempt` (the limiters' turn, the transport's
+send) and :meth:`Pipeline.judge` (the limits learnt from the answer, the body
+decoded or the error mapped by ``_sansio``); a failure goes to
+:meth:`Pipeline.retry_delay` (``_retry.decide``), which says how long to wait or
+raises. Every event goes through :meth:`Pipeline.emit`. ``_oauth`` and ``_bulk``
+call this module; it knows nothing of the client that wires it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import backoff
+
+from . import _constants, _sansio
+from ._adaptive import QuotaTracker
+from ._backend import CallTracker
+from ._breaker import UnreachableHost
+from ._config import ClientConfig, check_rate_limit
+from ._errors import (
+    AuthenticationError,
+    EventLoopError,
+    HostUnreachableError,
+    PatchworksError,
+    RateLimitError,
+    TransportError,
+)
+from ._events import Event, EventHook, EventKind, log_event, logger
+from ._limits import AdaptiveLimiter, InstanceRegistry, Limiter, Limits, StrictLimiter
+from ._ratelimit import RateLimitState, parse_rate_limit_headers, parse_retry_after, read_quota
+from ._retry import RetryPolicy, decide
+from ._sansio import Request
+from ._transport import RawResponse, Transport
+from .models import RateLimit
+
+if TYPE_CHECKING:
+    from ._telemetry import Telemetry
+
+
+def retry_waits(policy: RetryPolicy) -> Iterator[float]:
+    """The exponential backoff delays of ``policy``, primed (the first one is the base).
+
+    Args:
+        policy: the retry policy (``backoff_base``, ``backoff_max``).
+
+    Returns:
+        An endless iterator of delays before jitter.
+    """
+    waits = backoff.expo(base=2, factor=policy.backoff_base, max_value=policy.backoff_max)
+    next(waits)  # python-backoff's generators yield 0 first, for priming
+    return waits
+
+
+class Pipeline:
+    """Sends one client's calls: limits, auth, retries, events, telemetry hooks.
+
+    Args:
+        config: the client's checked configuration.
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.base_url = config.base_url
+        self.retry = config.retry
+        self.auth = config.auth
+        self.backend = config.backend
+        self.on_event: EventHook | None = config.on_event
+        self.unreachable = (
+            UnreachableHost(config.unreachable_after, _constants.UNREACHABLE_COOLDOWN)
+            if config.unreachable_after is not None
+            else None
+        )
+        self.failed_calls = 0
+        # Pure, so made now; the limiter that follows it is made inside the loop.
+        self.quota = (
+            QuotaTracker(
+                config.rate_limit,
+                config.adaptive_quota.ceiling,
+                max_pause=config.retry.max_retry_after,
+            )
+            if config.adaptive_quota is not None and config.rate_limit is not None
+            else None
+        )
+        self.transport = Transport(
+            base_url=config.base_url,
+            session=config.session,
+            max_connections=config.max_connections,
+            timeout=config.timeout,
+            max_response_bytes=config.max_response_bytes,
+            ssl_context=config.ssl_context,
+        )
+        # Built lazily inside the running loop (aiolimiter and asyncio objects belong to one).
+        self.limits: Limits | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the one loop the limits serve
+        self.pending_rates: dict[str, RateLimit | None] = {}
+        self.rate_limit_state: RateLimitState | None = None
+        # Adaptive mode: the headers of the latest response the tracker used, and when
+        # it was read; parsed into ``rate_limit_state`` only when someone asks.
+        self.latest_headers: tuple[Mapping[str, str], float] | None = None
+        self.closed = False
+        # An API key or a caller's token never changes: kept after its first use, so
+        # a call awaits nothing for it. A login's token is asked for on every attempt.
+        self.static_auth: str | None = None
+        # The request headers with Authorization, built once per credential value.
+        self.headers: tuple[str, Mapping[str, str], Mapping[str, str]] | None = None
+        # OpenTelemetry hook (_otel.py): None unless asked for, so the off path pays nothing.
+        self.telemetry: Telemetry | None = None
+
+    def observe_with(self, telemetry: Telemetry) -> None:
+        """Trace every call: ``call`` runs inside the telemetry's call span.
+
+        Args:
+            telemetry: the client's OpenTelemetry hooks.
+        """
+        self.telemetry = telemetry
+        # Every call then goes through its call span; without it, no check is made at all.
+        self.call = telemetry.wrap_call(self.call)  # type: ignore[method-assign]
+
+    # -- limits --------------------------------------------------------------------------------
+
+    def current_rate_limit_state(self) -> RateLimitState | None:
+        """The latest rate-limit figures (parsed now if only kept), with the learnt quota."""
+        latest, self.latest_headers = self.latest_headers, None
+        if latest is not None:
+            headers, seen = latest
+            self.rate_limit_state = parse_rate_limit_headers(headers, now=seen)
+        state = self.rate_limit_state
+        if state is None or self.quota is None or self.limits is None:
+            return state
+        # The tracker's clock is the loop's (its time() answers outside it too).
+        now = self.loop.time() if self.loop is not None else self.quota.last_seen
+        return attrs.evolve(state, quota=self.quota.figures(now))
+
+    def set_instance_rate_limit(self, connector: str | int, rate_limit: RateLimit | None) -> None:
+        """Pace calls on one instance at ``rate_limit`` (``PatchworksClient``'s method).
+
+        Args:
+            connector: the instance id.
+            rate_limit: the instance's limit, or ``None`` to stop pacing it.
+
+        Raises:
+            InvalidRequestError: a bad connector or a value that is not a RateLimit.
+        """
+        limits = self.limits
+        if (
+            limits is not None
+            and type(connector) is str
+            and type(rate_limit) is RateLimit
+            and limits.instances.refresh(connector, rate_limit)
+        ):
+            # A known instance keeping its limit (every reauthorise with rate fields
+            # says it again): the id was checked when it was learnt, nothing changes.
+            return
+        key = _sansio.connector_key(connector)
+        rate_limit = check_rate_limit(rate_limit)
+        if self.limits is None:
+            self.pending_rates[key] = rate_limit
+            return
+        self._set_rate(self.limits, key, rate_limit)
+
+    def instance_rate_limit(self, key: str) -> RateLimit | None:
+        """The limit an instance (a checked key) is paced at, or ``None``."""
+        if self.limits is None:
+            return self.pending_rates.get(key)
+        return self.limits.instances.rate_for(key)
+
+    def _set_rate(self, limits: Limits, key: str, rate: RateLimit | None) -> None:
+        backend = self.backend
+        shared = (
+            backend.instance_limiter(key, rate)
+            if backend is not None and rate is not None
+            else None
+        )
+        limits.instances.set(key, rate, shared)
+
+    def limits_in(self, loop: asyncio.AbstractEventLoop) -> Limits:
+        """The limits, built in ``loop`` at the first call; any other loop is refused.
+
+        Args:
+            loop: the running loop.
+
+        Returns:
+            The limits of this client.
+
+        Raises:
+            EventLoopError: the client already serves another event loop.
+        """
+        if self.loop is not None and loop is not self.loop:
+            raise EventLoopError(
+                "this PatchworksClient already serves another event loop (one client serves "
+                "one loop: its limiters and connection pool belong to it); create the client "
+                "inside the loop that uses it, e.g. one per asyncio.run()"
+            )
+        limits = self._ensure_limits()
+        self.loop = loop
+        return limits
+
+    def _ensure_limits(self) -> Limits:
+        limits = self.limits
+        if limits is not None:
+            return limits
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        limits = Limits(
+            client_limiter=self._client_limiter(),
+            instances=InstanceRegistry(self.config.max_instance_limiters),
+            max_in_flight=self.transport.pool_limit,
+        )
+        if self.backend is not None:
+            self.backend.attach(limits.gate)
+        self.limits = limits
+        for key, rate in self.pending_rates.items():
+            self._set_rate(limits, key, rate)
+        self.pending_rates.clear()
+        return limits
+
+    def _client_limiter(self) -> Limiter | None:
+        rate_limit = self.config.rate_limit
+        if rate_limit is None:
+            return None
+        limiter: Limiter = (
+            self.backend.client_limiter(rate_limit)
+            if self.backend is not None
+            else StrictLimiter(rate_limit)
+        )
+        if self.quota is not None:
+            # Shared or not, the configured limiter paces until the server has spoken.
+            limiter = AdaptiveLimiter(self.quota, limiter)
+        return limiter
+
+    # -- events --------------------------------------------------------------------------------
+
+    def hooked(self) -> bool:
+        """Whether anyone listens for events (a hook, telemetry, the DEBUG log)."""
+        return (
+            self.on_event is not None
+            or self.telemetry is not None
+            or logger.isEnabledFor(logging.DEBUG)
+        )
+
+    def emit(
+        self,
+        kind: EventKind,
+        request: Request,
+        attempt: int,
+        *,
+        waited_ms: float | None = None,
+        status: int | None = None,
+        delay: float | None = None,
+        error: BaseException | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Tell the DEBUG log, the telemetry and the ``on_event`` hook about one stage.
+
+        The one event path: callers check ``observe`` first, so an unobserved call
+        builds no event.
+        """
+        hook = self.on_event
+        telemetry = self.telemetry
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if hook is None and telemetry is None and not debug:
+            return
+        event = Event(
+            kind=kind,
+            operation=request.operation,
+            attempt=attempt,
+            connector=request.connector,
+            waited_ms=waited_ms,
+            status=status,
+            delay=delay,
+            error=type(error).__name__ if error is not None else None,
+            reason=reason,
+        )
+        if debug:
+            log_event(event)
+        if telemetry is not None:  # OpenTelemetry hook: attempt spans follow the events
+            telemetry.on_event(event)
+        if hook is not None:
+            hook(event)
+
+    def gave_up(
+        self,
+        request: Request,
+        attempt: int,
+        reason: str,
+        observe: bool,
+        error: BaseException | None = None,
+    ) -> None:
+        """Emit ``GAVE_UP`` when observed."""
+        if observe:
+            self.emit(EventKind.GAVE_UP, request, attempt, error=error, reason=reason)
+
+    # -- the call ------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        request: Request,
+        extra: asyncio.Semaphore | None = None,
+        tracker: CallTracker | None = None,
+    ) -> dict[str, Any]:
+        """Send ``request`` under the limits, with retries; return the JSON object.
+
+        Args:
+            request: the built request.
+            extra: a further concurrency bound taken only while sending (a bulk job's).
+            tracker: learns how many attempts were made, and stops retries.
+
+        Returns:
+            The response's JSON object.
+
+        Raises:
+            PatchworksError: the call failed for good.
+        """
+        loop = asyncio.get_running_loop()
+        limits = self.limits
+        if limits is None or loop is not self.loop:  # one identity check per call
+            limits = self.limits_in(loop)
+        started = loop.time()
+        observe = self.hooked()
+        unreachable = self.unreachable
+        retry: _Retry | None = None  # made at the first failure: most calls never need one
+        attempt = 0
+        while True:
+            if unreachable is not None and unreachable.is_open(loop.time()):
+                raise self.fail_fast(request, tracker)
+            attempt += 1
+            if tracker is not None:
+                tracker.attempts = attempt
+            # The credential is had before the request takes its turn in the limiters:
+            # a login's wait must not bunch granted requests together (they would all
+            # leave when the token arrives), nor let one slip past a pause. A failed
+            # login raises here, as it is: it is not a 401 of this call.
+            auth = self.static_auth or await self._credential()
+            try:
+                return await self.attempt(limits, request, attempt, observe, extra, auth, tracker)
+            except PatchworksError as error:
+                if retry is None:
+                    retry = _Retry(loop, started)
+                retry.attempt = attempt
+                delay = self.retry_delay(retry, request, error, observe, tracker)
+            if delay is not None:
+                await asyncio.sleep(delay)
+
+    def retry_delay(
+        self,
+        retry: _Retry,
+        request: Request,
+        error: PatchworksError,
+        observe: bool,
+        tracker: CallTracker | None,
+    ) -> float | None:
+        """Seconds to wait before the next attempt (``None``: at once); raises to give up.
+
+        Must be called inside the ``except`` that caught ``error`` (a bare ``raise``
+        re-raises it with its traceback).
+        """
+        if isinstance(error, AuthenticationError):
+            # One fresh login and one more try (the token may have expired early).
+            stopped = tracker is not None and tracker.stopped
+            if retry.refreshed or not self.auth.refreshable or stopped:
+                self.gave_up(request, retry.attempt, "authentication failed", observe)
+                raise error
+            retry.refreshed = True
+            return None
+        self._count_unreachable(retry, request, error, observe, tracker)
+        if tracker is not None and tracker.stopped:
+            self.gave_up(request, retry.attempt, "the bulk job stopped", observe, error)
+            raise error
+        if retry.waits is None:  # made at the first failure: most calls never need one
+            retry.waits = retry_waits(self.retry)
+        decision = decide(
+            self.retry,
+            error=error,
+            safety=request.safety,
+            attempt=retry.attempt,
+            elapsed=retry.loop.time() - retry.started,
+            backoff_delay=backoff.full_jitter(next(retry.waits)),
+        )
+        if not decision.retry or decision.delay is None:
+            self.gave_up(request, retry.attempt, decision.reason, observe, error)
+            raise error
+        if observe:
+            self.emit(
+                EventKind.RETRY,
+                request,
+                retry.attempt,
+                delay=decision.delay,
+                error=error,
+                reason=decision.reason,
+            )
+        return decision.delay
+
+    def _count_unreachable(
+        self,
+        retry: _Retry,
+        request: Request,
+        error: PatchworksError,
+        observe: bool,
+        tracker: CallTracker | None,
+    ) -> None:
+        """Count a call that got no answer; raise when the host is deemed unreachable."""
+        unreachable = self.unreachable
+        if unreachable is None or not isinstance(error, TransportError):
+            return
+        if not retry.call_id:  # given at the call's first transport failure
+            self.failed_calls += 1
+            retry.call_id = self.failed_calls
+        if unreachable.failed(retry.call_id, retry.loop.time()):
+            self.gave_up(request, retry.attempt, "host unreachable", observe, error)
+            raise self.fail_fast(request, tracker) from error
+
+    def fail_fast(self, request: Request, tracker: CallTracker | None) -> HostUnreachableError:
+        """The error of a call made while the host is deemed unreachable."""
+        return HostUnreachableError(
+            f"{request.method} {self.base_url}: the host is deemed unreachable "
+            f"({self.config.unreachable_after} calls in a row got no answer); calls fail at once "
+            f"for {_constants.UNREACHABLE_COOLDOWN:g}s (unreachable_after)",
+            method=request.method,
+            url=self.base_url + request.path,
+            sent=tracker is not None and tracker.sends > 0,
+        )
+
+    async def _credential(self) -> str:
+        auth = await self.auth.header(self.transport)
+        if not self.auth.refreshable:
+            self.static_auth = auth
+        return auth
+
+    def headers_for(self, auth: str, base: Mapping[str, str]) -> Mapping[str, str]:
+        """``base`` with ``Authorization: auth``: the same mapping for the same two.
+
+        Requests share one ``base`` mapping, so the merged headers are built once per
+        credential (and the transport converts them for aiohttp once too).
+        """
+        cached = self.headers
+        if cached is not None and cached[0] == auth and cached[1] is base:
+            return cached[2]
+        headers = {**base, "Authorization": auth}
+        self.headers = (auth, base, headers)
+        return headers
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    async def attempt(
+        self,
+        limits: Limits,
+        request: Request,
+        attempt: int,
+        observe: bool,
+        extra: asyncio.Semaphore | None,
+        auth: str,
+        tracker: CallTracker | None = None,
+    ) -> dict[str, Any]:
+        """One attempt: the limiters' turn, the send, the judgement of the answer."""
+        if not observe and not limits.paced(request.connector) and limits.try_now(extra):
+            # The short path, most calls' in a throughput run: nothing paces this call,
+            # an in-flight slot is free and nobody listens for events, so there is no
+            # Slot, no clock read and no event to build.
+            if tracker is not None:
+                tracker.sends += 1
+                tracker.sending = True
+            try:
+                raw = await self.transport.send(
+                    request.method,
+                    self.base_url + request.path,
+                    self.headers_for(auth, request.headers),
+                    request.body,
+                )
+            finally:
+                limits.release_now()
+                if tracker is not None:
+                    tracker.sending = False
+            return self.judge(limits, request, raw, auth)
+        raw = await self._paced_attempt(limits, request, attempt, observe, extra, auth, tracker)
+        return self.judge(limits, request, raw, auth)
+
+    async def _paced_attempt(
+        self,
+        limits: Limits,
+        request: Request,
+        attempt: int,
+        observe: bool,
+        extra: asyncio.Semaphore | None,
+        auth: str,
+        tracker: CallTracker | None,
+    ) -> RawResponse:
+        """The attempt through a Slot of the limiters, with its events; the raw answer."""
+        if observe:
+            self.emit(EventKind.QUEUED, request, attempt)
+        url = self.base_url + request.path
+        if limits.gate.remaining() > self.retry.max_retry_after:
+            raise self._paused_too_long(limits, request, url)
+        slot = limits.slot(request.connector, extra, timed=observe)
+        async with slot as waited:
+            headers = self.headers_for(auth, request.headers)
+            if observe:
+                if self.telemetry is not None:  # OpenTelemetry hook: waits, traceparent
+                    # Its own copy: the propagator writes traceparent into it, and the
+                    # merged headers are shared by every call with this credential.
+                    headers = dict(headers)
+                    self.telemetry.sent(slot, headers)
+                self.emit(EventKind.WAITED, request, attempt, waited_ms=waited * 1000)
+                self.emit(EventKind.SENT, request, attempt)
+            if tracker is not None:
+                tracker.sends += 1
+                tracker.sending = True
+            try:
+                raw = await self.transport.send(request.method, url, headers, request.body)
+            except PatchworksError as error:
+                if observe:
+                    self.emit(EventKind.RESPONSE, request, attempt, error=error)
+                raise
+            finally:
+                if tracker is not None:
+                    tracker.sending = False
+        if observe:
+            self.emit(EventKind.RESPONSE, request, attempt, status=raw.status)
+            if self.telemetry is not None:  # OpenTelemetry hook: status, request id
+                self.telemetry.received(raw)
+        return raw
+
+    def _paused_too_long(self, limits: Limits, request: Request, url: str) -> RateLimitError:
+        """The error for a call that would wait out a pause longer than ``max_retry_after``.
+
+        An earlier 429 asked every call to wait; waiting that long in silence would
+        freeze the caller (a day's Retry-After would stall a bulk job for a day).
+        """
+        remaining = limits.gate.remaining()
+        return RateLimitError(
+            status=429,
+            method=request.method,
+            url=url,
+            headers={},
+            body=None,
+            message=(
+                f"the client is paused for {remaining:.0f}s by an earlier 429, "
+                f"over max_retry_after {self.retry.max_retry_after:g}s"
+            ),
+            retry_after=remaining,
+        )
+
+    # -- judging the answer --------------------------------------------------------------------
+
+    def judge(
+        self, limits: Limits, request: Request, raw: RawResponse, auth: str
+    ) -> dict[str, Any]:
+        """Learn the limits from ``raw``; its JSON object, or raise its error.
+
+        Raises:
+            PatchworksError: the answer's error (``_sansio.api_error``).
+        """
+        status = raw.status
+        headers = raw.headers
+        unreachable = self.unreachable
+        if unreachable is not None:
+            unreachable.answered()  # any HTTP answer: the host is up
+        if "X-RateLimit-Remaining" in headers or status == 429 or "Retry-After" in headers:
+            self.observe_limits(limits, raw)
+        elif self.quota is not None:
+            self.quota.answered_bare()  # counted, not parsed: this runs on every response
+        if _sansio.is_success(status):
+            return _sansio.decode_success(
+                status=status, method=request.method, url=raw.url, body=raw.body
+            )
+        error = _sansio.api_error(
+            status=status,
+            method=request.method,
+            url=raw.url,
+            headers=headers,
+            body=raw.body,
+            now=time.time(),
+        )
+        if isinstance(error, AuthenticationError):
+            self.auth.invalidate(auth)
+        if isinstance(error, RateLimitError):
+            pause = (
+                error.retry_after
+                if error.retry_after is not None
+                else self.retry.default_retry_after
+            )
+            self.pause(limits, pause)
+        raise error
+
+    def observe_limits(self, limits: Limits, raw: RawResponse) -> None:
+        """Learn the rate-limit headers of ``raw``; pause every call when the quota is spent."""
+        now = time.time()
+        if self.quota is not None and self.learn_quota(raw, now):
+            # The adaptive limiter holds calls until the reset itself; the state is
+            # parsed from these headers only if ``rate_limit_state`` is read.
+            self.latest_headers = (raw.headers, now)
+            return
+        state = parse_rate_limit_headers(raw.headers, now=now)
+        if state is None:
+            return
+        self.rate_limit_state = state
+        self.latest_headers = None
+        if state.remaining is not None and state.remaining <= 0 and raw.status != 429:
+            # The quota is spent: hold every call until it resets (or a short default
+            # when the server did not say when).
+            pause = (
+                state.pause_for(now=now)
+                if state.reset_at is not None
+                else (self.retry.default_retry_after)
+            )
+            self.pause(limits, pause)
+
+    def learn_quota(self, raw: RawResponse, now: float) -> bool:
+        """Feed the adaptive tracker one response; True when its figures were used."""
+        quota = self.quota
+        if quota is None:  # only called in adaptive mode
+            raise RuntimeError("learn_quota called without adaptive_quota")
+        headers = raw.headers
+        monotonic = asyncio.get_running_loop().time()
+        reading = read_quota(headers.get("X-RateLimit-Limit"), headers.get("X-RateLimit-Remaining"))
+        used = quota.observe(reading, monotonic, counted=raw.status != 429)
+        if used and raw.status == 429:
+            # The quota's own 429 (it carries the quota's figures): Retry-After is the reset.
+            wait = parse_retry_after(headers.get("Retry-After"), now=now)
+            if wait is not None:
+                quota.observe_reset(wait, monotonic)
+        return used
+
+    def pause(self, limits: Limits, seconds: float) -> None:
+        """Hold every call of this client (and of the shared backend) for ``seconds``."""
+        if seconds <= 0:
+            return
+        limits.gate.pause(seconds)
+        if self.backend is not None:
+            self.backend.pause(seconds)
+
+
+class _Retry:
+    """One failed call's retry state: attempts, backoff delays, the fresh login used."""
+
+    __slots__ = ("attempt", "call_id", "loop", "refreshed", "started", "waits")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, started: float) -> None:
+        self.loop = loop
+        self.started = started
+        self.attempt = 0
+        self.refreshed = False
+        self.waits: Iterator[float] | None = None
+        self.call_id = 0  # given at the call's first transport failure
