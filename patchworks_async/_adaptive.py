@@ -32,12 +32,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from typing import Final, Literal
+from typing import Final
 
 import attrs
 
 from ._errors import InvalidRequestError
 from ._ratelimit import LIMIT_JUMPED, MISSING, REMAINING_JUMPED, QuotaReading
+
+# Defined beside RateLimitState (which holds one), re-exported here where it is made.
+from ._ratelimit import LimitSource as LimitSource
+from ._ratelimit import QuotaFigures as QuotaFigures
 from .models import RateLimit
 
 #: Readings in a row that a new ``X-RateLimit-Limit`` needs before it is believed.
@@ -52,8 +56,6 @@ RESERVE_SHARE: Final = 0.005
 WHOLE: Final = 0.9
 #: Whole windows whose spending by the others is averaged into the expectation.
 HISTORY: Final = 3
-
-LimitSource = Literal["configured", "server"]
 
 
 def _check_ceiling(
@@ -98,36 +100,6 @@ def check_adaptive_quota(value: object) -> AdaptiveQuota | None:
     raise InvalidRequestError(
         "adaptive_quota must be True, False or an AdaptiveQuota", field="adaptive_quota"
     )
-
-
-@attrs.frozen(kw_only=True)
-class QuotaFigures:
-    """What the client has learnt of the account's quota (``rate_limit_state.quota``).
-
-    Attributes:
-        limit: requests per window the client paces by.
-        limit_source: ``"server"`` (``X-RateLimit-Limit``) or ``"configured"``.
-        window_seconds: the window's length (the configured rate's unit).
-        remaining: the lowest ``X-RateLimit-Remaining`` of this window, if known.
-        resets_in: seconds until the window resets, at the latest (``None``: unknown).
-        window_start_known: True once a rise of ``Remaining`` or a 429 showed when
-            a window begins; before that the reset is a conservative guess.
-        others_per_second: the other consumers' spending, as estimated.
-        pace_per_second: the rate the client allows itself now.
-        readings: readings used so far.
-        ignored: readings not used, by reason.
-    """
-
-    limit: int
-    limit_source: LimitSource
-    window_seconds: float
-    remaining: int | None
-    resets_in: float | None
-    window_start_known: bool
-    others_per_second: float
-    pace_per_second: float
-    readings: int
-    ignored: dict[str, int]
 
 
 class QuotaTracker:

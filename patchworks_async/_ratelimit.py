@@ -10,12 +10,42 @@ from __future__ import annotations
 import email.utils
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final, Literal
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._adaptive import QuotaFigures
+#: Where the quota's limit came from: the configuration or the server's header.
+LimitSource = Literal["configured", "server"]
+
+
+@attrs.frozen(kw_only=True)
+class QuotaFigures:
+    """What the client has learnt of the account's quota (``rate_limit_state.quota``).
+
+    Attributes:
+        limit: requests per window the client paces by.
+        limit_source: ``"server"`` (``X-RateLimit-Limit``) or ``"configured"``.
+        window_seconds: the window's length (the configured rate's unit).
+        remaining: the lowest ``X-RateLimit-Remaining`` of this window, if known.
+        resets_in: seconds until the window resets, at the latest (``None``: unknown).
+        window_start_known: True once a rise of ``Remaining`` or a 429 showed when
+            a window begins; before that the reset is a conservative guess.
+        others_per_second: the other consumers' spending, as estimated.
+        pace_per_second: the rate the client allows itself now.
+        readings: readings used so far.
+        ignored: readings not used, by reason.
+    """
+
+    limit: int
+    limit_source: LimitSource
+    window_seconds: float
+    remaining: int | None
+    resets_in: float | None
+    window_start_known: bool
+    others_per_second: float
+    pace_per_second: float
+    readings: int
+    ignored: dict[str, int]
 
 
 @attrs.frozen(kw_only=True)

@@ -84,8 +84,8 @@ def test_only_the_transport_imports_aiohttp_in_the_client() -> None:
         for path in PACKAGE.glob("_*.py")
         if any(imported.split(".")[0] == "aiohttp" for imported in _imports(path))
     }
-    # _client only names aiohttp.ClientSession in its signature (the transport checks it).
-    assert users <= {"_transport", "_client"}
+    # _client names the session type as _transport.ClientSession (issue 13).
+    assert users == {"_transport"}
 
 
 def test_py_typed_ships() -> None:
@@ -126,3 +126,84 @@ def test_no_bare_assert_checks_anything_at_run_time() -> None:
         if isinstance(node, ast.Assert)
     ]
     assert found == []
+
+
+def _module_graph(package_dir: pathlib.Path = PACKAGE) -> dict[str, set[str]]:
+    """Every module of the package -> the package's modules it imports (TYPE_CHECKING too).
+
+    ``from . import x`` counts as importing the module ``x``; an import of a package
+    counts as its ``__init__``. Imports inside functions count as well: a cycle hidden
+    in a function body or behind ``TYPE_CHECKING`` is still a cycle for a reader.
+    """
+    root = package_dir.parent
+    modules = {
+        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in package_dir.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{anchor}.{base}" if base else anchor
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for alias in node.names
+                ]
+            edges.update(target for target in targets if target in modules and target != name)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles of ``graph`` (one path each, from a module back to itself)."""
+    found: list[list[str]] = []
+
+    def walk(start: str, node: str, path: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt == start:
+                found.append([*path, nxt])
+            elif nxt not in path and nxt > start:  # each cycle once, from its smallest name
+                walk(start, nxt, [*path, nxt])
+
+    for start in sorted(graph):
+        walk(start, start, [start])
+    return found
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = _module_graph()
+    assert graph["patchworks_async._oauth"] >= {"patchworks_async._pipeline"}
+    assert graph["patchworks_async._bulk"] >= {"patchworks_async._pipeline"}
+    # Before issue 13: _client -> _oauth -> _bulk => _client, _client -> _otel => _client,
+    # _adaptive -> _ratelimit => _adaptive (=>: under TYPE_CHECKING).
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_sees_type_checking_imports(tmp_path: pathlib.Path) -> None:
+    # The shape of the old cycle: _client -> _oauth -> _bulk, and _bulk importing
+    # _client only under TYPE_CHECKING.
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("from ._client import Client\n")
+    (package / "_client.py").write_text("from . import _oauth\n")
+    (package / "_oauth.py").write_text("from ._bulk import run\n")
+    (package / "_bulk.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ._client import Client\n"
+    )
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "_a.py").write_text("from .. import _oauth\nfrom ._b import x\n")
+    (package / "sub" / "_b.py").write_text("def f() -> None:\n    from ._a import y\n")
+    graph = _module_graph(package)
+    assert graph["pkg.sub._a"] == {"pkg._oauth", "pkg.sub._b"}
+    assert _cycles(graph) == [
+        ["pkg._bulk", "pkg._client", "pkg._oauth", "pkg._bulk"],
+        ["pkg.sub._a", "pkg.sub._b", "pkg.sub._a"],
+    ]
