@@ -315,7 +315,7 @@ class _Job:
             await asyncio.gather(*leftovers, return_exceptions=True)
 
 
-async def reauthorise_many(
+def reauthorise_many(
     pipeline: Pipeline,
     items: ItemSource,
     *,
@@ -326,6 +326,8 @@ async def reauthorise_many(
 ) -> AsyncIterator[ReauthoriseOutcome]:
     """Reauthorise many instances; yield one outcome per item, in completion order.
 
+    Nothing happens before the first iteration (the arguments are checked then too).
+
     Args:
         pipeline: the pipeline that sends the calls.
         items: an iterable or async iterable of ``(connector, ReauthoriseRequest)``.
@@ -334,83 +336,128 @@ async def reauthorise_many(
         read_ahead: how far ahead of the outcomes the input is read.
         deduplicate: send a connector once per input (later ones fail as duplicates).
 
-    Yields:
-        One outcome per item read.
-
-    Raises:
-        BulkStoppedError: the job stopped because it could not succeed.
-        EventLoopError: the client serves another event loop (nothing is read or sent).
-        Exception: whatever the item iterator raised, unchanged, once the items read are done.
+    Returns:
+        An async iterator of one outcome per item read; iterating raises
+        :class:`BulkStoppedError` when the job stopped because it could not succeed,
+        :class:`EventLoopError` when the client serves another event loop (nothing is
+        read or sent), and whatever the item iterator raised, unchanged, once the
+        items read are done.
     """
-    window = check_bulk_arguments(concurrency, read_ahead)
-    # One client serves one loop: a job in another is refused once, before any item is
-    # read, not item by item with one EventLoopError outcome each.
-    pipeline.limits_in(asyncio.get_running_loop())
-    pull = _puller(items)
-    job = _Job(pipeline, concurrency, deduplicate=deduplicate)
-    finished = job.finished
-    index = yielded = 0
-    exhausted = False
-    input_error: Exception | None = None
-    abandoned = False
+    run = _Run(
+        pipeline,
+        items,
+        concurrency=concurrency,
+        on_progress=on_progress,
+        read_ahead=read_ahead,
+        deduplicate=deduplicate,
+    )
+    return run.outcomes()
 
-    def on_consumer_done(consumer: asyncio.Task[Any]) -> None:
-        nonlocal abandoned
+
+class _Run:
+    """One iteration of ``reauthorise_many``: reads ahead, yields outcomes, ends the job."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        items: ItemSource,
+        *,
+        concurrency: int,
+        on_progress: ProgressHook | None,
+        read_ahead: int | None,
+        deduplicate: bool,
+    ) -> None:
+        self.pipeline = pipeline
+        self.items = items
+        self.concurrency = concurrency
+        self.on_progress = on_progress
+        self.read_ahead = read_ahead
+        self.deduplicate = deduplicate
+        self.index = self.yielded = 0
+        self.exhausted = False
+        self.input_error: Exception | None = None
+        self.abandoned = False
+        self.job: _Job | None = None
+
+    async def outcomes(self) -> AsyncIterator[ReauthoriseOutcome]:
+        """The outcomes, in completion order (see :func:`reauthorise_many`)."""
+        window = check_bulk_arguments(self.concurrency, self.read_ahead)
+        # One client serves one loop: a job in another is refused once, before any item is
+        # read, not item by item with one EventLoopError outcome each.
+        self.pipeline.limits_in(asyncio.get_running_loop())
+        pull = _puller(self.items)
+        job = self.job = _Job(self.pipeline, self.concurrency, deduplicate=self.deduplicate)
+        # Cancelling a consumer that is busy in its own loop body does not close this
+        # generator (only dropping it does, and the caller may still hold it): the job's
+        # tasks are tied to the consuming task instead, and end when it is cancelled.
+        consumer = asyncio.current_task()
+        if consumer is not None:
+            consumer.add_done_callback(self._on_consumer_done)
+        ended_by: BaseException | None = None
+        try:
+            while True:
+                await self._read(job, pull, window)
+                ended = self.exhausted or job.stop is not None
+                if ended and not job.running and job.finished.empty():
+                    break
+                got = await job.finished.get()
+                if got is not _WAKE:
+                    yield self._report(job, got)
+            self._raise_end(job)
+        except BaseException as error:
+            ended_by = error
+            raise
+        finally:
+            if consumer is not None:
+                consumer.remove_done_callback(self._on_consumer_done)
+            await job.cancel_all()
+            if job.otel is not None:
+                job.otel.end(ended_by)
+
+    def _on_consumer_done(self, consumer: asyncio.Task[Any]) -> None:
         if not consumer.cancelled():
             return  # it ended normally (asyncio.wait_for's inner task, say): the job goes on
-        abandoned = True
-        for task in list(job.running):
-            task.cancel()
+        self.abandoned = True
+        if self.job is not None:
+            for task in list(self.job.running):
+                task.cancel()
 
-    # Cancelling a consumer that is busy in its own loop body does not close this
-    # generator (only dropping it does, and the caller may still hold it): the job's
-    # tasks are tied to the consuming task instead, and end when it is cancelled.
-    consumer = asyncio.current_task()
-    if consumer is not None:
-        consumer.add_done_callback(on_consumer_done)
-    ended_by: BaseException | None = None
-    try:
-        while True:
-            if abandoned:
-                # Never lose an item silently: its task was cancelled with the consumer.
-                raise RuntimeError(
-                    "this reauthorise_many job was cancelled with the task that consumed it"
-                )
-            while (
-                not exhausted and job.stop is None and len(job.running) + finished.qsize() < window
-            ):
-                try:
-                    item = await pull()
-                except Exception as error:  # the caller's iterator: raised again at the end
-                    input_error, exhausted = error, True
-                    break
-                if item is _END:
-                    exhausted = True
-                    break
-                job.start(index, item)
-                index += 1
-            if (exhausted or job.stop is not None) and not job.running and finished.empty():
-                break
-            got = await finished.get()
-            if got is _WAKE:
-                continue
-            outcome = got.result() if isinstance(got, asyncio.Task) else got
-            if job.otel is not None:
-                job.otel.outcome(outcome.ok)
-            if on_progress is not None:
-                on_progress(outcome)
-            yielded += 1
-            yield outcome
-        if job.stop is not None:
-            raise job.stopped_error(yielded, index - yielded) from job.stop[1]
-        if input_error is not None:
-            raise input_error
-    except BaseException as error:
-        ended_by = error
-        raise
-    finally:
-        if consumer is not None:
-            consumer.remove_done_callback(on_consumer_done)
-        await job.cancel_all()
+    async def _read(self, job: _Job, pull: Callable[[], Any], window: int) -> None:
+        """Start items until the window is full, the input ends or the job stops."""
+        if self.abandoned:
+            # Never lose an item silently: its task was cancelled with the consumer.
+            raise RuntimeError(
+                "this reauthorise_many job was cancelled with the task that consumed it"
+            )
+        while (
+            not self.exhausted
+            and job.stop is None
+            and len(job.running) + job.finished.qsize() < window
+        ):
+            try:
+                item = await pull()
+            except Exception as error:  # the caller's iterator: raised again at the end
+                self.input_error, self.exhausted = error, True
+                return
+            if item is _END:
+                self.exhausted = True
+                return
+            job.start(self.index, item)
+            self.index += 1
+
+    def _report(self, job: _Job, got: Any) -> ReauthoriseOutcome:
+        """The outcome to yield (a task that raised raises here), counted and reported."""
+        outcome: ReauthoriseOutcome = got.result() if isinstance(got, asyncio.Task) else got
         if job.otel is not None:
-            job.otel.end(ended_by)
+            job.otel.outcome(outcome.ok)
+        if self.on_progress is not None:
+            self.on_progress(outcome)
+        self.yielded += 1
+        return outcome
+
+    def _raise_end(self, job: _Job) -> None:
+        """Raise what ends the job, if anything: its stop, or the input's own error."""
+        if job.stop is not None:
+            raise job.stopped_error(self.yielded, self.index - self.yielded) from job.stop[1]
+        if self.input_error is not None:
+            raise self.input_error

@@ -246,8 +246,8 @@ class ClientConfig:
     def __repr__(self) -> str:
         return f"<ClientConfig base_url={self.base_url!r} auth={self.auth.kind}>"
 
-    @classmethod
     # Over 40 lines only by its signature: the client's keyword arguments, one a line.
+    @classmethod
     def check(
         cls,
         *,
