@@ -239,10 +239,10 @@ class Telemetry:
     # -- the call span ---------------------------------------------------------------------
 
     def wrap_call(self, call: CallFunction) -> CallFunction:
-        """``call`` (the client's ``_call``) inside a call span.
+        """``call`` (the pipeline's ``call``) inside a call span.
 
         Args:
-            call: the client's own ``_call``.
+            call: the pipeline's own ``call``.
 
         Returns:
             A function of the same signature that traces each call.

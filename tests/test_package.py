@@ -229,3 +229,11 @@ def test_long_functions_say_why() -> None:
             if length > 40 and _REASON not in above and _REASON not in body:
                 unexplained.append(f"{name}.{node.name}: {length} lines")
     assert unexplained == []
+
+
+def test_the_readme_architecture_names_every_module() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    names = {f"`{path.name}`" for path in PACKAGE.glob("*.py")}
+    names |= {f"`{path.parent.name}/`" for path in PACKAGE.glob("*/__init__.py")}
+    assert sorted(name for name in names if name not in section) == []
