@@ -5,7 +5,8 @@ credential, runs :meth:`Pipeline.attempt` (the limiters' turn, the transport's
 send) and :meth:`Pipeline.judge` (the limits learnt from the answer, the body
 decoded or the error mapped by ``_sansio``); a failure goes to
 :meth:`Pipeline.retry_delay` (``_retry.decide``), which says how long to wait or
-raises. Every event goes through :meth:`Pipeline.emit`. ``_oauth`` and ``_bulk``
+raises (a call's short way, unpaced and unobserved, is :meth:`Pipeline.attempt_now`).
+Every event goes through :meth:`Pipeline.emit`. ``_oauth`` and ``_bulk``
 call this module; it knows nothing of the client that wires it.
 """
 
@@ -348,6 +349,9 @@ class Pipeline:
             # login raises here, as it is: it is not a 401 of this call.
             auth = self.static_auth or await self._credential()
             try:
+                # Two ways, chosen here so that a call awaits one coroutine under this one.
+                if not observe and not limits.paced(request.connector) and limits.try_now(extra):
+                    return await self.attempt_now(limits, request, auth, tracker)
                 return await self.attempt(limits, request, attempt, observe, extra, auth, tracker)
             except PatchworksError as error:
                 if retry is None:
@@ -468,6 +472,32 @@ class Pipeline:
 
     # -- one attempt ---------------------------------------------------------------------------
 
+    async def attempt_now(
+        self, limits: Limits, request: Request, auth: str, tracker: CallTracker | None
+    ) -> dict[str, Any]:
+        """The short attempt: the in-flight slot is taken already (``limits.try_now``).
+
+        Most calls' in a throughput run: nothing paces this call, an in-flight slot
+        was free and nobody listens for events, so there is no Slot, no clock read
+        and no event to build.
+        """
+        if tracker is not None:
+            tracker.sends += 1
+            tracker.sending = True
+        try:
+            raw = await self.transport.send(
+                request.method,
+                self.base_url + request.path,
+                self.headers_for(auth, request.headers),
+                request.body,
+            )
+        finally:
+            limits.release_now()
+            if tracker is not None:
+                tracker.sending = False
+        return self.judge(limits, request, raw, auth)
+
+    # Over 40 lines: each event sits between the slot's steps, in the order they happen.
     async def attempt(
         self,
         limits: Limits,
@@ -476,43 +506,9 @@ class Pipeline:
         observe: bool,
         extra: asyncio.Semaphore | None,
         auth: str,
-        tracker: CallTracker | None = None,
-    ) -> dict[str, Any]:
-        """One attempt: the limiters' turn, the send, the judgement of the answer."""
-        if not observe and not limits.paced(request.connector) and limits.try_now(extra):
-            # The short path, most calls' in a throughput run: nothing paces this call,
-            # an in-flight slot is free and nobody listens for events, so there is no
-            # Slot, no clock read and no event to build.
-            if tracker is not None:
-                tracker.sends += 1
-                tracker.sending = True
-            try:
-                raw = await self.transport.send(
-                    request.method,
-                    self.base_url + request.path,
-                    self.headers_for(auth, request.headers),
-                    request.body,
-                )
-            finally:
-                limits.release_now()
-                if tracker is not None:
-                    tracker.sending = False
-            return self.judge(limits, request, raw, auth)
-        raw = await self._paced_attempt(limits, request, attempt, observe, extra, auth, tracker)
-        return self.judge(limits, request, raw, auth)
-
-    # Over 40 lines: each event sits between the slot's steps, in the order they happen.
-    async def _paced_attempt(
-        self,
-        limits: Limits,
-        request: Request,
-        attempt: int,
-        observe: bool,
-        extra: asyncio.Semaphore | None,
-        auth: str,
         tracker: CallTracker | None,
-    ) -> RawResponse:
-        """The attempt through a Slot of the limiters, with its events; the raw answer."""
+    ) -> dict[str, Any]:
+        """An attempt through a Slot of the limiters, with its events; the JSON object."""
         if observe:
             self.emit(EventKind.QUEUED, request, attempt)
         url = self.base_url + request.path
@@ -545,7 +541,7 @@ class Pipeline:
             self.emit(EventKind.RESPONSE, request, attempt, status=raw.status)
             if self.telemetry is not None:  # OpenTelemetry hook: status, request id
                 self.telemetry.received(raw)
-        return raw
+        return self.judge(limits, request, raw, auth)
 
     def _paused_too_long(self, limits: Limits, request: Request, url: str) -> RateLimitError:
         """The error for a call that would wait out a pause longer than ``max_retry_after``.
