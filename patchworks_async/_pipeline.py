@@ -19,11 +19,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import backoff
 
 from . import _constants, _sansio
 from ._adaptive import QuotaTracker
 from ._backend import CallTracker
+from ._backoff import expo_waits, full_jitter
 from ._breaker import UnreachableHost
 from ._config import ClientConfig, check_rate_limit
 from ._errors import (
@@ -55,9 +55,7 @@ def retry_waits(policy: RetryPolicy) -> Iterator[float]:
     Returns:
         An endless iterator of delays before jitter.
     """
-    waits = backoff.expo(base=2, factor=policy.backoff_base, max_value=policy.backoff_max)
-    next(waits)  # python-backoff's generators yield 0 first, for priming
-    return waits
+    return expo_waits(policy.backoff_base, policy.backoff_max)
 
 
 def _quota_of(config: ClientConfig) -> QuotaTracker | None:
@@ -390,7 +388,7 @@ class Pipeline:
             safety=request.safety,
             attempt=retry.attempt,
             elapsed=retry.loop.time() - retry.started,
-            backoff_delay=backoff.full_jitter(next(retry.waits)),
+            backoff_delay=full_jitter(next(retry.waits)),
         )
         if not decision.retry or decision.delay is None:
             self.gave_up(request, retry.attempt, decision.reason, observe, error)

@@ -237,3 +237,13 @@ def test_the_readme_architecture_names_every_module() -> None:
     names = {f"`{path.name}`" for path in PACKAGE.glob("*.py")}
     names |= {f"`{path.parent.name}/`" for path in PACKAGE.glob("*/__init__.py")}
     assert sorted(name for name in names if name not in section) == []
+
+
+def test_only_the_backoff_module_imports_python_backoff() -> None:
+    # Issue 13: the backoff priming is written once (retries and Redis reconnects).
+    users = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if any(imported.split(".")[0] == "backoff" for imported in _imports(path))
+    }
+    assert users == {"_backoff.py"}

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Literal
 
-import backoff
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -21,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .._backoff import expo_waits, full_jitter
 from ._scripts import PRELUDE, SCRIPTS
 
 logger = logging.getLogger("patchworks_async.redis")
@@ -66,9 +66,7 @@ def outage_waits() -> Iterator[float]:
     Returns:
         An endless iterator of seconds.
     """
-    waits = backoff.expo(base=2, factor=_BACKOFF_FIRST, max_value=_BACKOFF_MAX)
-    next(waits)  # python-backoff's generators yield 0 first, for priming
-    return (backoff.full_jitter(wait) for wait in waits)
+    return (full_jitter(wait) for wait in expo_waits(_BACKOFF_FIRST, _BACKOFF_MAX))
 
 
 class RedisConnection:
