@@ -19,7 +19,7 @@ from . import _constants
 from ._convert import encode_json
 from ._errors import ResponseDecodeError
 from ._sansio import api_error, decode_success, is_success
-from ._transport import Transport
+from ._transport import RawResponse, Transport
 from .models import Login
 
 # The clock token lifetimes are measured on (a module name, so tests can move it).
@@ -131,27 +131,44 @@ class LoginAuth:
                 body=raw.body,
                 now=time.time(),
             )
-        try:
-            data = decode_success(status=raw.status, method="POST", url=raw.url, body=raw.body)
-        except ResponseDecodeError as error:
-            # The body of a login answer may hold a token: keep none of it.
-            raise ResponseDecodeError(
-                str(error), status=raw.status, method="POST", url=raw.url, body=b""
-            ) from None
-        token = data.get("token")
-        expires_in = data.get("expires_in", 86400)
-        if not isinstance(token, str) or not token:
-            raise ResponseDecodeError(
-                "the login response has no token",
-                status=raw.status,
-                method="POST",
-                url=raw.url,
-                body=b"",
-            )
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-            expires_in = 86400
+        token, expires_in = _read_token(raw)
         # Renew shortly before expiry: a minute early, or a tenth early for short lives.
         margin = min(_constants.TOKEN_REFRESH_MARGIN, float(expires_in) / 10)
         self._expires_at = started + float(expires_in) - margin
         self._header = f"Bearer {token}"
         return self._header
+
+
+def _read_token(raw: RawResponse) -> tuple[str, float]:
+    """The token and its lifetime in seconds from a login's successful answer.
+
+    Args:
+        raw: the login's answer (a 2xx).
+
+    Returns:
+        The token and ``expires_in`` (86400, the documented lifetime, when absent or
+        not a number).
+
+    Raises:
+        ResponseDecodeError: the body is not a JSON object with a token; the error
+            keeps none of the body (it may hold a token).
+    """
+    try:
+        data = decode_success(status=raw.status, method="POST", url=raw.url, body=raw.body)
+    except ResponseDecodeError as error:
+        raise ResponseDecodeError(
+            str(error), status=raw.status, method="POST", url=raw.url, body=b""
+        ) from None
+    token = data.get("token")
+    expires_in = data.get("expires_in", 86400)
+    if not isinstance(token, str) or not token:
+        raise ResponseDecodeError(
+            "the login response has no token",
+            status=raw.status,
+            method="POST",
+            url=raw.url,
+            body=b"",
+        )
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        expires_in = 86400
+    return token, float(expires_in)

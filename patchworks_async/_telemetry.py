@@ -193,6 +193,7 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
 class Telemetry:
     """One client's tracer, meter and instruments; called at the client's hook points."""
 
+    # Over 40 lines: one instrument a few lines, each declared with its name and unit.
     def __init__(
         self,
         client: ObservedClient,

@@ -122,6 +122,44 @@ def check_session(session: object) -> aiohttp.ClientSession | None:
     return session
 
 
+def _transport_error(exc: BaseException, method: str, url: URL) -> TransportError:
+    """The package's error for what aiohttp (or the socket) raised while sending.
+
+    Args:
+        exc: the exception aiohttp raised.
+        method: the request's method.
+        url: the request's URL.
+
+    Returns:
+        A :class:`RequestTimeoutError` or :class:`TransportError`, with ``sent`` saying
+        whether the request may have reached the server.
+    """
+    where = f"{method} {url}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RequestTimeoutError(
+            f"{where}: connect timeout", method=method, url=str(url), sent=False
+        )
+    if isinstance(exc, aiohttp.SocketTimeoutError | TimeoutError):
+        return RequestTimeoutError(
+            f"{where}: timed out waiting for the response", method=method, url=str(url), sent=True
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError(
+            f"{where}: cannot connect ({type(exc).__name__}: {exc.os_error})",
+            method=method,
+            url=str(url),
+            sent=False,
+            # A certificate or TLS failure is the same on every try: not retried.
+            retriable=not isinstance(exc, aiohttp.ClientSSLError),
+        )
+    return TransportError(
+        f"{where}: the connection failed before a complete response ({type(exc).__name__})",
+        method=method,
+        url=str(url),
+        sent=True,
+    )
+
+
 class Transport:
     """Owns (or borrows) one ``aiohttp.ClientSession`` and sends requests through it."""
 
@@ -272,6 +310,8 @@ class Transport:
             message=f"more than {_constants.MAX_REDIRECTS} redirects",
         )
 
+    # Over 40 lines: one attempt's send and read stay in one coroutine on the hot path;
+    # the error mapping is _transport_error's.
     async def _send_once(
         self,
         session: aiohttp.ClientSession,
@@ -306,34 +346,8 @@ class Transport:
                 return RawResponse(response.status, response.headers, raw, url_text)
         except (ResponseTooLargeError, TransportError):
             raise
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise RequestTimeoutError(
-                f"{method} {url}: connect timeout", method=method, url=str(url), sent=False
-            ) from exc
-        except (aiohttp.SocketTimeoutError, TimeoutError) as exc:
-            raise RequestTimeoutError(
-                f"{method} {url}: timed out waiting for the response",
-                method=method,
-                url=str(url),
-                sent=True,
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise TransportError(
-                f"{method} {url}: cannot connect ({type(exc).__name__}: {exc.os_error})",
-                method=method,
-                url=str(url),
-                sent=False,
-                # A certificate or TLS failure is the same on every try: not retried.
-                retriable=not isinstance(exc, aiohttp.ClientSSLError),
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            error = TransportError(
-                f"{method} {url}: the connection failed before a complete response "
-                f"({type(exc).__name__})",
-                method=method,
-                url=str(url),
-                sent=True,
-            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            error = _transport_error(exc, method, url)
             if not isinstance(exc, aiohttp.ClientResponseError):
                 raise error from exc
         # Only a ClientResponseError gets here. Its request_info holds the request's

@@ -51,6 +51,7 @@ class InstancesFileError(Exception):
     """An ``--instances-file`` that cannot be read or holds no usable id."""
 
 
+# Over 40 lines: one option a few lines, declared in --help's order.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the fake server's options to ``parser`` (shared with ``patchworks-async``).
 
