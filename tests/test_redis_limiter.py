@@ -39,6 +39,12 @@ from patchworks_async.redis import RedisLimiter
 from patchworks_async.testing import FakePatchworks, Fault
 from tests.virtual_time import sliding_window_max
 
+# Grants and arrivals are timed where a task wakes up: Redis reserves each grant's time
+# exactly, but a loaded loop wakes some milliseconds late, which can move one grant into
+# the next window. As in test_ratelimit_e2e, the limit is checked in windows 20 ms
+# shorter than the limit's own (at most `duration` grants in any `1 s - 20 ms`).
+WINDOW = 1.0 - 0.02
+
 REDIS_URL = os.environ.get("PATCHWORKS_TEST_REDIS_URL", "")
 ROOT = Path(__file__).resolve().parent.parent
 FAST_RETRY = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
@@ -140,7 +146,7 @@ async def test_gcra_spaces_grants_of_several_workers(namespace: str) -> None:
     finally:
         for backend in backends:
             await backend.aclose()
-    most, achieved = sliding_window_max(times, 1.0), _achieved(times, rate)
+    most, achieved = sliding_window_max(times, WINDOW), _achieved(times, rate)
     print(f"grants: max {most} in any 1 s window, {achieved:.1%} of the rate")
     assert most <= rate.duration
     assert achieved >= 0.95
@@ -157,7 +163,7 @@ async def test_gcra_burst_is_opt_in(namespace: str) -> None:
         await backend.aclose()
     ordered = sorted(times)
     assert ordered[3] - ordered[0] < 0.03  # the burst goes at once
-    assert sliding_window_max(times, 1.0) <= rate.duration + rate.burst - 1
+    assert sliding_window_max(times, WINDOW) <= rate.duration + rate.burst - 1
 
 
 @pytest.mark.redis
@@ -290,7 +296,7 @@ async def test_client_binds_a_hash_of_its_credential(
     assert stored
     assert all(fake.api_key not in k for k in stored)
     # Within 20 ms of arrival jitter: the fake shares this process's event loop.
-    assert sliding_window_max(_reauthorise_arrivals(fake), 1.0 - 0.02) <= 5
+    assert sliding_window_max(_reauthorise_arrivals(fake), WINDOW) <= 5
 
 
 # -- four worker processes, one FakePatchworks --------------------------------------------------
@@ -362,7 +368,7 @@ async def test_four_processes_share_one_quota(fake: FakePatchworks, namespace: s
     assert all(len(r["ok"]) == count + hot_count and not r["failed"] for r in reports)
     times = _reauthorise_arrivals(fake)
     assert len(times) == WORKERS * (count + hot_count)
-    most = sliding_window_max(times, 1.0)
+    most = sliding_window_max(times, WINDOW)
     # The share is taken while the workers' own items keep the client-wide budget busy:
     # the hot items queue behind them (first in, first out in each worker), then
     # leave 0.2 s apart, and that tail is the instance's limit at work.
@@ -372,7 +378,7 @@ async def test_four_processes_share_one_quota(fake: FakePatchworks, namespace: s
     assert most <= rate.duration
     assert achieved >= 0.95
     hot = _reauthorise_arrivals(fake, "/hot/")
-    assert sliding_window_max(hot, 1.0) <= hot_rate.duration
+    assert sliding_window_max(hot, WINDOW) <= hot_rate.duration
     assert min(b - a for a, b in itertools.pairwise(hot)) >= hot_rate.interval - 0.01
 
 
@@ -403,7 +409,7 @@ async def test_a_429_seen_by_one_worker_pauses_all(fake: FakePatchworks, namespa
         assert any(
             r.arrived >= refused.arrived + 0.98 and f"/w{index}-" in r.path for r in requests
         )
-    assert sliding_window_max([r.arrived for r in requests], 1.0) <= 20
+    assert sliding_window_max([r.arrived for r in requests], WINDOW) <= 20
 
 
 # -- Redis goes away midway ----------------------------------------------------------------------
@@ -506,7 +512,7 @@ async def test_redis_outage_wait_holds_calls_until_it_is_back(
     assert len(times) == 30
     # Nothing left while Redis was away, but a request already granted before it went.
     assert not [t for t in times if marks["down"] + 0.06 < t < marks["up"]]
-    assert sliding_window_max(times, 1.0) <= 20
+    assert sliding_window_max(times, WINDOW) <= 20
     assert len(_messages(caplog, "unreachable")) == 1  # once per outage
     assert "nothing is sent unpaced" in _messages(caplog, "unreachable")[0]
     assert _messages(caplog, "answers again")
@@ -528,7 +534,7 @@ async def test_redis_outage_local_falls_back_with_a_warning(
     times = _reauthorise_arrivals(fake)
     assert len(times) == 30
     assert len([t for t in times if t > marks["down"] + 0.1]) >= 10  # the job went on
-    assert sliding_window_max(times, 1.0) <= 20  # one process: still paced
+    assert sliding_window_max(times, WINDOW) <= 20  # one process: still paced
     warnings = _messages(caplog, "unreachable")
     assert len(warnings) == 1
     assert "in-process limiter" in warnings[0]
