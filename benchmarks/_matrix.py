@@ -22,6 +22,17 @@ sides stay open for every round (a long-lived client, as users run one), and the
 rounds alternate the sides (ours, aiohttp, aiohttp, ours, ...) so noise from the
 rest of the machine falls on both. The ratio is the median of the per-round ratios
 of requests per second.
+
+Two things keep a cell honest:
+
+- a *distinct* cell first warms up with more distinct instances than the client's
+  instance registry keeps (``DEFAULT_MAX_INSTANCE_LIMITERS`` + 1, both sides alike),
+  so every distinct cell runs with a full registry that evicts as it goes, at any
+  concurrency;
+- one cell per concurrency (the httpx reference row's) also runs a second,
+  identical hand-written aiohttp side (``aiohttp_control``): its ratio to the first
+  is this run's noise floor (an A/A comparison). A cell's ratio within that spread
+  of 1.0 is not distinguishable from 1.0 on this machine in this run.
 """
 
 from __future__ import annotations
@@ -38,7 +49,11 @@ import aiohttp
 import attrs
 
 from patchworks_async import PatchworksClient, RateLimit, ReauthoriseRequest, RetryPolicy
-from patchworks_async._constants import DEFAULT_MAX_CONNECTIONS, USER_AGENT
+from patchworks_async._constants import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_INSTANCE_LIMITERS,
+    USER_AGENT,
+)
 
 from ._process import Server
 from ._stats import median, ratio
@@ -46,6 +61,12 @@ from ._stats import median, ratio
 OURS = "patchworks_async"
 AIOHTTP = "aiohttp"
 HTTPX = "httpx"
+#: A second hand-written aiohttp side, measured against the first: the noise floor.
+CONTROL = "aiohttp_control"
+#: Distinct instances a distinct cell warms up with: one more than the registry keeps.
+DISTINCT_WARM_UP = DEFAULT_MAX_INSTANCE_LIMITERS + 1
+#: Calls in flight during a distinct cell's warm-up (only its speed, not measured).
+WARM_UP_CONCURRENCY = 64
 
 CONCURRENCIES = (1, 16, 64, 256)
 PATTERNS = ("workers", "gather")
@@ -189,7 +210,7 @@ async def peer(server: Server, cell: Cell) -> AsyncIterator[Call]:
         yield call
 
 
-FACTORIES = {OURS: ours, AIOHTTP: bare, HTTPX: peer}
+FACTORIES = {OURS: ours, AIOHTTP: bare, HTTPX: peer, CONTROL: bare}
 
 
 async def _workers(call: Call, ids: Connectors, concurrency: int, duration: float) -> int:
@@ -231,6 +252,19 @@ async def timed(
     return done, time.perf_counter() - started, time.process_time() - cpu
 
 
+async def _warm_up(call: Call, ids: Connectors, cell: Cell, distinct_warm_up: int) -> None:
+    """Open the pool's connections (and learn instance "0"'s rate); fill the registry.
+
+    A distinct cell sends ``distinct_warm_up`` calls (``DISTINCT_WARM_UP`` in a full
+    run, none in ``--quick``) to as many new instances first,
+    so the client's registry is full and evicting before the first round, as in a
+    long bulk job; the aiohttp side gets the same warm-up.
+    """
+    await _gather(call, ids, cell.concurrency, 2 * cell.concurrency)
+    if cell.connectors == "distinct" and distinct_warm_up:
+        await _gather(call, ids, max(cell.concurrency, WARM_UP_CONCURRENCY), distinct_warm_up)
+
+
 async def run_cell(
     server: Server,
     cell: Cell,
@@ -239,6 +273,7 @@ async def run_cell(
     rounds: int,
     duration: float,
     instances: int,
+    distinct_warm_up: int,
 ) -> dict[str, Any]:
     """Every round of one cell; both sides open throughout, alternating each round."""
     async with contextlib.AsyncExitStack() as stack:
@@ -247,8 +282,7 @@ async def run_cell(
         for side in sides:
             calls[side] = await stack.enter_async_context(FACTORIES[side](server, cell))
             ids[side] = Connectors(cell.connectors, instances)
-            # Warm-up: open the pool's connections (and learn the rate of instance "0").
-            await _gather(calls[side], ids[side], cell.concurrency, 2 * cell.concurrency)
+            await _warm_up(calls[side], ids[side], cell, distinct_warm_up)
         # A gather run's size: about ``duration`` seconds of the aiohttp side's warm pace.
         warm_calls, warm_seconds, _ = await timed(
             calls[AIOHTTP], ids[AIOHTTP], attrs.evolve(cell, pattern="workers"), duration / 2, 0
@@ -296,15 +330,22 @@ async def run_matrix(
     rounds: int,
     duration: float,
     instances: int,
+    distinct_warm_up: int,
     peer_cells: Sequence[Cell] = (),
     progress: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """Every cell (ours and aiohttp), and the httpx reference row on ``peer_cells``."""
+    """Every cell (ours and aiohttp); httpx and the A/A control on ``peer_cells``."""
     rows: list[dict[str, Any]] = []
     for cell in cells:
-        sides = (OURS, AIOHTTP, HTTPX) if cell in peer_cells else (OURS, AIOHTTP)
+        sides = (OURS, AIOHTTP, HTTPX, CONTROL) if cell in peer_cells else (OURS, AIOHTTP)
         row = await run_cell(
-            server, cell, sides=sides, rounds=rounds, duration=duration, instances=instances
+            server,
+            cell,
+            sides=sides,
+            rounds=rounds,
+            duration=duration,
+            instances=instances,
+            distinct_warm_up=distinct_warm_up,
         )
         line = (
             f"{cell.label:<48} ratio {row[OURS]['ratio_to_aiohttp']:5.2f} "
@@ -315,6 +356,45 @@ async def run_matrix(
         )
         if HTTPX in row:
             line += f"  httpx {row[HTTPX]['ratio_to_aiohttp']:4.2f}"
+        if CONTROL in row:
+            spread = row[CONTROL]["ratio_to_aiohttp_each_round"]
+            control = row[CONTROL]["ratio_to_aiohttp"]
+            line += f"  A/A {control:4.2f} ({min(spread):.2f}-{max(spread):.2f})"
         progress(line)
         rows.append(row)
     return rows
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The matrix in a few numbers: cells at or above 1.0 (not rounded), medians, noise floor."""
+    ratios = [row[OURS]["ratio_to_aiohttp"] for row in rows]
+    by_dimension: dict[str, float] = {}
+    for dimension, values in (
+        ("pattern", PATTERNS),
+        ("connectors", CONNECTORS),
+        ("body", BODIES),
+        ("pool", POOLS),
+    ):
+        for value in values:
+            mine = [row[OURS]["ratio_to_aiohttp"] for row in rows if row[dimension] == value]
+            if mine:
+                by_dimension[f"{dimension}={value}"] = median(mine)
+    control = {
+        str(row["concurrency"]): {
+            "median": row[CONTROL]["ratio_to_aiohttp"],
+            "lowest_round": min(row[CONTROL]["ratio_to_aiohttp_each_round"]),
+            "highest_round": max(row[CONTROL]["ratio_to_aiohttp_each_round"]),
+        }
+        for row in rows
+        if CONTROL in row
+    }
+    return {
+        "cells": len(rows),
+        "at_or_above_1_0": sum(1 for value in ratios if value >= 1.0),
+        "at_or_above_0_95": sum(1 for value in ratios if value >= 0.95),
+        "median": median(ratios) if ratios else None,
+        "lowest": min(ratios, default=None),
+        "highest": max(ratios, default=None),
+        "median_by_dimension": by_dimension,
+        "aa_control_by_concurrency": control,
+    }

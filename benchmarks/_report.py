@@ -132,6 +132,7 @@ def matrix_table(rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         ours, bare = row["patchworks_async"], row["aiohttp"]
         peer = row.get("httpx")
+        control = row.get("aiohttp_control")
         body.append(
             [
                 str(row["concurrency"]),
@@ -144,6 +145,7 @@ def matrix_table(rows: Sequence[dict[str, Any]]) -> str:
                 _fmt(bare["requests_per_second"]),
                 f"{_fmt(ours['cpu_us_per_call'])} / {_fmt(bare['cpu_us_per_call'])}",
                 _fmt(peer["ratio_to_aiohttp"], 2) if peer else "",
+                _fmt(control["ratio_to_aiohttp"], 2) if control else "",
             ]
         )
     header = (
@@ -157,8 +159,29 @@ def matrix_table(rows: Sequence[dict[str, Any]]) -> str:
         "aiohttp/s",
         "CPU us/call ours / aiohttp",
         "httpx ratio",
+        "A/A (aiohttp vs aiohttp)",
     )
     return _table(header, body)
+
+
+def matrix_summary(summary: dict[str, Any]) -> str:
+    """The matrix's counts, medians and A/A noise floor, as a few lines."""
+    if not summary["cells"]:
+        return "no cells"
+    lines = [
+        f"{summary['at_or_above_1_0']} of {summary['cells']} cells at or above 1.0 "
+        f"(not rounded), {summary['at_or_above_0_95']} at or above 0.95; median "
+        f"{summary['median']:.3f}, lowest {summary['lowest']:.3f}, "
+        f"highest {summary['highest']:.3f}",
+        "median by dimension: "
+        + ", ".join(f"{key} {value:.3f}" for key, value in summary["median_by_dimension"].items()),
+    ]
+    for concurrency, control in summary["aa_control_by_concurrency"].items():
+        lines.append(
+            f"A/A control at c={concurrency}: median {control['median']:.3f}, rounds "
+            f"{control['lowest_round']:.2f} to {control['highest_round']:.2f}"
+        )
+    return "\n".join(lines)
 
 
 def scale_table(result: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 from benchmarks import _cli, _matrix, _overhead, _quota, _report, _stats
 from benchmarks._process import Control, Server, server_process
@@ -30,7 +31,8 @@ def test_achieved_rate_and_buckets() -> None:
 
 
 def test_targets_and_report_from_results(tmp_path: Path) -> None:
-    row = {"concurrency": 16, "side": _overhead.OURS, "ratio_to_aiohttp": 0.95}
+    row = {"concurrency": 16, "side": _overhead.OURS, "ratio_to_aiohttp": 1.02}
+    slower = {"concurrency": 64, "side": _overhead.OURS, "ratio_to_aiohttp": 0.95}
     window = {
         "limiter": "client-wide",
         "limit": 20,
@@ -40,11 +42,12 @@ def test_targets_and_report_from_results(tmp_path: Path) -> None:
         "share_judged": True,
     }
     results = {
-        "overhead": {"rows": [row]},
+        "overhead": {"rows": [row, slower]},
         "limiter": {"phases": {"client-wide": [window]}},
     }
     found = {target.name: target.met for target in _cli.targets(results)}
     assert found["overhead: requests/s vs aiohttp, concurrency 16"]
+    assert not found["overhead: requests/s vs aiohttp, concurrency 64"]  # the goal is 1.0
     assert not found["limiter (client-wide): client-wide, max in any window"]
     assert found["limiter (client-wide): client-wide, share of limit"]
     _report.write_json(tmp_path / "latest.json", {"targets": list(found)})
@@ -102,9 +105,62 @@ def test_one_matrix_cell_against_the_server_process() -> None:
                 rounds=2,
                 duration=0.05,
                 instances=50,
+                distinct_warm_up=30,
             )
         )
     for side in (_matrix.OURS, _matrix.AIOHTTP):
         assert len(row[side]["ratio_to_aiohttp_each_round"]) == 2
-        assert row[side]["instances_seen"] > 4
+        assert row[side]["instances_seen"] > 4 + 30  # the pool's warm-up, then the registry's
     assert row[_matrix.AIOHTTP]["ratio_to_aiohttp"] == 1.0
+
+
+def _row(cell: _matrix.Cell, ratio: float, control: float | None = None) -> dict[str, object]:
+    row: dict[str, object] = {
+        "concurrency": cell.concurrency,
+        "pattern": cell.pattern,
+        "connectors": cell.connectors,
+        "body": cell.body,
+        "pool": cell.pool,
+        _matrix.OURS: {"ratio_to_aiohttp": ratio},
+    }
+    if control is not None:
+        row[_matrix.CONTROL] = {
+            "ratio_to_aiohttp": control,
+            "ratio_to_aiohttp_each_round": [control - 0.1, control, control + 0.1],
+        }
+    return row
+
+
+def test_matrix_summary_counts_unrounded_ratios_and_the_control() -> None:
+    one, two, three = _matrix.all_cells((16,))[:3]
+    rows = [_row(one, 0.996, control=1.01), _row(two, 1.0), _row(three, 0.949)]
+    summary = _matrix.summary(rows)
+    assert summary["at_or_above_1_0"] == 1  # 0.996 shows as 1.00 in a table, and is below
+    assert summary["at_or_above_0_95"] == 2
+    assert summary["lowest"] == 0.949
+    assert summary["aa_control_by_concurrency"]["16"]["lowest_round"] == 1.01 - 0.1
+    assert "1 of 3 cells at or above 1.0" in _report.matrix_summary(summary)
+
+
+def test_only_keeps_the_other_sections_of_the_earlier_file(tmp_path: Path) -> None:
+    earlier = {
+        "command": "python -m benchmarks",
+        "machine": {"date": "earlier"},
+        "matrix": {"rows": []},
+        "cpu": {"difference_us": 9.0},
+    }
+    path = tmp_path / "latest.json"
+    path.write_text(json.dumps(earlier))
+    results: dict[str, Any] = {
+        "command": "python -m benchmarks --only cpu",
+        "machine": {"date": "now"},
+        "cpu": {"difference_us": 1.0},
+    }
+    _cli._stamp(results, ("cpu",))
+    _cli._keep_earlier(path, results)
+    assert results["cpu"]["difference_us"] == 1.0
+    assert results["cpu"]["run"]["machine"] == {"date": "now"}
+    assert results["matrix"]["run"] == {
+        "command": "python -m benchmarks",
+        "machine": {"date": "earlier"},
+    }
