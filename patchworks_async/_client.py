@@ -199,27 +199,27 @@ class PatchworksClient:
 
     @property
     def _limits(self) -> Limits | None:
-        return self._pipeline.limits
+        return self._pipeline.rates.limits
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop | None:
-        return self._pipeline.loop
+        return self._pipeline.rates.loop
 
     @property
     def _quota(self) -> QuotaTracker | None:
-        return self._pipeline.quota
+        return self._pipeline.rates.quota
 
     @property
     def _pending_rates(self) -> dict[str, RateLimit | None]:
-        return self._pipeline.pending_rates
+        return self._pipeline.rates.pending_rates
 
     @property
     def _rate_limit_state(self) -> RateLimitState | None:
-        return self._pipeline.rate_limit_state
+        return self._pipeline.rates.rate_limit_state
 
     @property
     def _latest_headers(self) -> tuple[Mapping[str, str], float] | None:
-        return self._pipeline.latest_headers
+        return self._pipeline.rates.latest_headers
 
     def _limits_in(self, loop: asyncio.AbstractEventLoop) -> Limits:
         return self._pipeline.limits_in(loop)
@@ -250,14 +250,15 @@ class PatchworksClient:
                 its connections belong to that loop, so close it there (nothing is closed).
         """
         pipeline = self._pipeline
-        loop = pipeline.loop
-        if not pipeline.closed and loop is not None and asyncio.get_running_loop() is not loop:
+        rates = pipeline.rates
+        loop = rates.loop
+        if not rates.closed and loop is not None and asyncio.get_running_loop() is not loop:
             raise EventLoopError(
                 "this PatchworksClient was used in another event loop: close it in the loop "
                 "that used it (one client serves one loop), e.g. with 'async with' inside "
                 "the same asyncio.run()"
             )
-        pipeline.closed = True
+        rates.closed = True
         await pipeline.transport.aclose()
         if pipeline.backend is not None:
             await pipeline.backend.aclose()
@@ -276,7 +277,7 @@ class PatchworksClient:
 
         With ``adaptive_quota``, ``.quota`` holds what the client learnt from them.
         """
-        return self._pipeline.current_rate_limit_state()
+        return self._pipeline.rates.current_rate_limit_state()
 
     @property
     def connections_opened(self) -> int:
@@ -307,4 +308,4 @@ class PatchworksClient:
         Raises:
             InvalidRequestError: a bad connector.
         """
-        return self._pipeline.instance_rate_limit(_sansio.connector_key(connector))
+        return self._pipeline.rates.instance_rate_limit(_sansio.connector_key(connector))

@@ -2,8 +2,9 @@
 
 One call's path (README "Architecture"): :meth:`Pipeline.call` takes the
 credential, runs :meth:`Pipeline.attempt` (the limiters' turn, the transport's
-send) and :meth:`Pipeline.judge` (the limits learnt from the answer, the body
-decoded or the error mapped by ``_sansio``); a failure goes to
+send) and :meth:`Pipeline.judge` (the limits learnt from the answer by
+``_ratecontrol.RateControl``, the body decoded or the error mapped by
+``_sansio``); a failure goes to
 :meth:`Pipeline.retry_delay` (``_retry.decide``), which says how long to wait or
 raises (a call's short way, unpaced and unobserved, is :meth:`Pipeline.attempt_now`).
 Every event goes through :meth:`Pipeline.emit`. ``_oauth`` and ``_bulk``
@@ -18,29 +19,24 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from . import _constants, _sansio
-from ._adaptive import QuotaTracker
 from ._backend import CallTracker
 from ._backoff import expo_waits, full_jitter
 from ._breaker import UnreachableHost
-from ._config import ClientConfig, check_rate_limit
+from ._config import ClientConfig
 from ._errors import (
     AuthenticationError,
-    EventLoopError,
     HostUnreachableError,
     PatchworksError,
     RateLimitError,
     TransportError,
 )
 from ._events import Event, EventHook, EventKind, log_event, logger
-from ._limits import AdaptiveLimiter, InstanceRegistry, Limiter, Limits, StrictLimiter
-from ._ratelimit import RateLimitState, parse_rate_limit_headers, parse_retry_after, read_quota
+from ._limits import Limits
+from ._ratecontrol import RateControl
 from ._retry import RetryPolicy, decide
 from ._sansio import Request
 from ._transport import RawResponse, Transport
-from .models import RateLimit
 
 if TYPE_CHECKING:
     from ._telemetry import Telemetry
@@ -56,15 +52,6 @@ def retry_waits(policy: RetryPolicy) -> Iterator[float]:
         An endless iterator of delays before jitter.
     """
     return expo_waits(policy.backoff_base, policy.backoff_max)
-
-
-def _quota_of(config: ClientConfig) -> QuotaTracker | None:
-    """The adaptive quota's tracker, or ``None`` when it is off (or nothing is limited)."""
-    if config.adaptive_quota is None or config.rate_limit is None:
-        return None
-    return QuotaTracker(
-        config.rate_limit, config.adaptive_quota.ceiling, max_pause=config.retry.max_retry_after
-    )
 
 
 def _transport_of(config: ClientConfig) -> Transport:
@@ -99,18 +86,19 @@ class Pipeline:
             else None
         )
         self.failed_calls = 0
-        # Pure, so made now; the limiter that follows it is made inside the loop.
-        self.quota = _quota_of(config)
         self.transport = _transport_of(config)
-        # Built lazily inside the running loop (aiolimiter and asyncio objects belong to one).
+        # The rate-limit state per event loop (_ratecontrol) is the pipeline's one
+        # companion. What the call path reads of it on every call is held here too, so
+        # each stays one lookup: the tracker (made once), and the limits and their loop
+        # (set once, by ``limits_in``, to the rate control's own).
+        self.rates = rates = RateControl(config, self.transport)
+        self.quota = rates.quota
         self.limits: Limits | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the one loop the limits serve
-        self.pending_rates: dict[str, RateLimit | None] = {}
-        self.rate_limit_state: RateLimitState | None = None
-        # Adaptive mode: the headers of the latest response the tracker used, and when
-        # it was read; parsed into ``rate_limit_state`` only when someone asks.
-        self.latest_headers: tuple[Mapping[str, str], float] | None = None
-        self.closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Bound once, for the same reason (judge learns from every answer's headers;
+        # every reauthorise with rate fields sets its instance's limit).
+        self.observe_limits = rates.observe_limits
+        self.set_instance_rate_limit = rates.set_instance_rate_limit
         # An API key or a caller's token never changes: kept after its first use, so
         # a call awaits nothing for it. A login's token is asked for on every attempt.
         self.static_auth: str | None = None
@@ -118,6 +106,22 @@ class Pipeline:
         self.headers: tuple[str, Mapping[str, str], Mapping[str, str]] | None = None
         # OpenTelemetry hook (_otel.py): None unless asked for, so the off path pays nothing.
         self.telemetry: Telemetry | None = None
+
+    def limits_in(self, loop: asyncio.AbstractEventLoop) -> Limits:
+        """The limits, built in ``loop`` at the first call; any other loop is refused.
+
+        Args:
+            loop: the running loop.
+
+        Returns:
+            The limits of this client (``RateControl.limits_in``).
+
+        Raises:
+            EventLoopError: the client already serves another event loop.
+        """
+        limits = self.limits = self.rates.limits_in(loop)
+        self.loop = loop
+        return limits
 
     def observe_with(self, telemetry: Telemetry) -> None:
         """Trace every call: ``call`` runs inside the telemetry's call span.
@@ -128,118 +132,6 @@ class Pipeline:
         self.telemetry = telemetry
         # Every call then goes through its call span; without it, no check is made at all.
         self.call = telemetry.wrap_call(self.call)  # type: ignore[method-assign]
-
-    # -- limits --------------------------------------------------------------------------------
-
-    def current_rate_limit_state(self) -> RateLimitState | None:
-        """The latest rate-limit figures (parsed now if only kept), with the learnt quota."""
-        latest, self.latest_headers = self.latest_headers, None
-        if latest is not None:
-            headers, seen = latest
-            self.rate_limit_state = parse_rate_limit_headers(headers, now=seen)
-        state = self.rate_limit_state
-        if state is None or self.quota is None or self.limits is None:
-            return state
-        # The tracker's clock is the loop's (its time() answers outside it too).
-        now = self.loop.time() if self.loop is not None else self.quota.last_seen
-        return attrs.evolve(state, quota=self.quota.figures(now))
-
-    def set_instance_rate_limit(self, connector: str | int, rate_limit: RateLimit | None) -> None:
-        """Pace calls on one instance at ``rate_limit`` (``PatchworksClient``'s method).
-
-        Args:
-            connector: the instance id.
-            rate_limit: the instance's limit, or ``None`` to stop pacing it.
-
-        Raises:
-            InvalidRequestError: a bad connector or a value that is not a RateLimit.
-        """
-        limits = self.limits
-        if (
-            limits is not None
-            and type(connector) is str
-            and type(rate_limit) is RateLimit
-            and limits.instances.refresh(connector, rate_limit)
-        ):
-            # A known instance keeping its limit (every reauthorise with rate fields
-            # says it again): the id was checked when it was learnt, nothing changes.
-            return
-        key = _sansio.connector_key(connector)
-        rate_limit = check_rate_limit(rate_limit)
-        if self.limits is None:
-            self.pending_rates[key] = rate_limit
-            return
-        self._set_rate(self.limits, key, rate_limit)
-
-    def instance_rate_limit(self, key: str) -> RateLimit | None:
-        """The limit an instance (a checked key) is paced at, or ``None``."""
-        if self.limits is None:
-            return self.pending_rates.get(key)
-        return self.limits.instances.rate_for(key)
-
-    def _set_rate(self, limits: Limits, key: str, rate: RateLimit | None) -> None:
-        backend = self.backend
-        shared = (
-            backend.instance_limiter(key, rate)
-            if backend is not None and rate is not None
-            else None
-        )
-        limits.instances.set(key, rate, shared)
-
-    def limits_in(self, loop: asyncio.AbstractEventLoop) -> Limits:
-        """The limits, built in ``loop`` at the first call; any other loop is refused.
-
-        Args:
-            loop: the running loop.
-
-        Returns:
-            The limits of this client.
-
-        Raises:
-            EventLoopError: the client already serves another event loop.
-        """
-        if self.loop is not None and loop is not self.loop:
-            raise EventLoopError(
-                "this PatchworksClient already serves another event loop (one client serves "
-                "one loop: its limiters and connection pool belong to it); create the client "
-                "inside the loop that uses it, e.g. one per asyncio.run()"
-            )
-        limits = self._ensure_limits()
-        self.loop = loop
-        return limits
-
-    def _ensure_limits(self) -> Limits:
-        limits = self.limits
-        if limits is not None:
-            return limits
-        if self.closed:
-            raise RuntimeError("the client is closed")
-        limits = Limits(
-            client_limiter=self._client_limiter(),
-            instances=InstanceRegistry(self.config.max_instance_limiters),
-            max_in_flight=self.transport.pool_limit,
-        )
-        if self.backend is not None:
-            self.backend.attach(limits.gate)
-        self.limits = limits
-        for key, rate in self.pending_rates.items():
-            self._set_rate(limits, key, rate)
-        self.pending_rates.clear()
-        return limits
-
-    def _client_limiter(self) -> Limiter | None:
-        rate_limit = self.config.rate_limit
-        if rate_limit is None:
-            return None
-        limiter: Limiter = (
-            self.backend.client_limiter(rate_limit)
-            if self.backend is not None
-            else StrictLimiter(rate_limit)
-        )
-        if self.quota is not None:
-            # Shared or not, the configured limiter paces until the server has spoken.
-            limiter = AdaptiveLimiter(self.quota, limiter)
-        return limiter
 
     # -- events --------------------------------------------------------------------------------
 
@@ -600,55 +492,8 @@ class Pipeline:
                 if error.retry_after is not None
                 else self.retry.default_retry_after
             )
-            self.pause(limits, pause)
+            self.rates.pause(limits, pause)
         raise error
-
-    def observe_limits(self, limits: Limits, raw: RawResponse) -> None:
-        """Learn the rate-limit headers of ``raw``; pause every call when the quota is spent."""
-        now = time.time()
-        if self.quota is not None and self.learn_quota(raw, now):
-            # The adaptive limiter holds calls until the reset itself; the state is
-            # parsed from these headers only if ``rate_limit_state`` is read.
-            self.latest_headers = (raw.headers, now)
-            return
-        state = parse_rate_limit_headers(raw.headers, now=now)
-        if state is None:
-            return
-        self.rate_limit_state = state
-        self.latest_headers = None
-        if state.remaining is not None and state.remaining <= 0 and raw.status != 429:
-            # The quota is spent: hold every call until it resets (or a short default
-            # when the server did not say when).
-            pause = (
-                state.pause_for(now=now)
-                if state.reset_at is not None
-                else (self.retry.default_retry_after)
-            )
-            self.pause(limits, pause)
-
-    def learn_quota(self, raw: RawResponse, now: float) -> bool:
-        """Feed the adaptive tracker one response; True when its figures were used."""
-        quota = self.quota
-        if quota is None:  # only called in adaptive mode
-            raise RuntimeError("learn_quota called without adaptive_quota")
-        headers = raw.headers
-        monotonic = asyncio.get_running_loop().time()
-        reading = read_quota(headers.get("X-RateLimit-Limit"), headers.get("X-RateLimit-Remaining"))
-        used = quota.observe(reading, monotonic, counted=raw.status != 429)
-        if used and raw.status == 429:
-            # The quota's own 429 (it carries the quota's figures): Retry-After is the reset.
-            wait = parse_retry_after(headers.get("Retry-After"), now=now)
-            if wait is not None:
-                quota.observe_reset(wait, monotonic)
-        return used
-
-    def pause(self, limits: Limits, seconds: float) -> None:
-        """Hold every call of this client (and of the shared backend) for ``seconds``."""
-        if seconds <= 0:
-            return
-        limits.gate.pause(seconds)
-        if self.backend is not None:
-            self.backend.pause(seconds)
 
 
 class _Retry:
