@@ -403,7 +403,7 @@ class Pipeline:
             self.emit(EventKind.QUEUED, request, attempt)
         url = self.base_url + request.path
         if limits.gate.remaining() > self.retry.max_retry_after:
-            raise self._paused_too_long(limits, request, url)
+            raise self.rates.paused_too_long(limits, request, url)
         slot = limits.slot(request.connector, extra, timed=observe)
         async with slot as waited:
             headers = self.headers_for(auth, request.headers)
@@ -432,26 +432,6 @@ class Pipeline:
             if self.telemetry is not None:  # OpenTelemetry hook: status, request id
                 self.telemetry.received(raw)
         return self.judge(limits, request, raw, auth)
-
-    def _paused_too_long(self, limits: Limits, request: Request, url: str) -> RateLimitError:
-        """The error for a call that would wait out a pause longer than ``max_retry_after``.
-
-        An earlier 429 asked every call to wait; waiting that long in silence would
-        freeze the caller (a day's Retry-After would stall a bulk job for a day).
-        """
-        remaining = limits.gate.remaining()
-        return RateLimitError(
-            status=429,
-            method=request.method,
-            url=url,
-            headers={},
-            body=None,
-            message=(
-                f"the client is paused for {remaining:.0f}s by an earlier 429, "
-                f"over max_retry_after {self.retry.max_retry_after:g}s"
-            ),
-            retry_after=remaining,
-        )
 
     # -- judging the answer --------------------------------------------------------------------
 

@@ -26,12 +26,13 @@ import attrs
 from . import _sansio
 from ._adaptive import QuotaTracker
 from ._config import ClientConfig, check_rate_limit
-from ._errors import EventLoopError
+from ._errors import EventLoopError, RateLimitError
 from ._limits import AdaptiveLimiter, InstanceRegistry, Limiter, Limits, StrictLimiter
 from ._ratelimit import RateLimitState, parse_rate_limit_headers, parse_retry_after, read_quota
 from .models import RateLimit
 
 if TYPE_CHECKING:
+    from ._sansio import Request
     from ._transport import RawResponse, Transport
 
 
@@ -178,6 +179,34 @@ class RateControl:
             # Shared or not, the configured limiter paces until the server has spoken.
             limiter = AdaptiveLimiter(self.quota, limiter)
         return limiter
+
+    def paused_too_long(self, limits: Limits, request: Request, url: str) -> RateLimitError:
+        """The error for a call that would wait out a pause longer than ``max_retry_after``.
+
+        An earlier 429 asked every call to wait; waiting that long in silence would
+        freeze the caller (a day's Retry-After would stall a bulk job for a day).
+
+        Args:
+            limits: the limits whose pause gate is closed.
+            request: the call that would wait.
+            url: the call's URL.
+
+        Returns:
+            The error to raise instead of waiting.
+        """
+        remaining = limits.gate.remaining()
+        return RateLimitError(
+            status=429,
+            method=request.method,
+            url=url,
+            headers={},
+            body=None,
+            message=(
+                f"the client is paused for {remaining:.0f}s by an earlier 429, "
+                f"over max_retry_after {self.retry.max_retry_after:g}s"
+            ),
+            retry_after=remaining,
+        )
 
     def observe_limits(self, limits: Limits, raw: RawResponse) -> None:
         """Learn the rate-limit headers of ``raw``; pause every call when the quota is spent."""
