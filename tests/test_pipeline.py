@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import itertools
+import pathlib
 
 import attrs
 import pytest
 
-from patchworks_async import InvalidRequestError, PatchworksClient, RateLimit, RetryPolicy
+import patchworks_async._pipeline
+from patchworks_async import (
+    InvalidRequestError,
+    PatchworksClient,
+    RateLimit,
+    ReauthoriseRequest,
+    RetryPolicy,
+)
 from patchworks_async._config import ClientConfig
 from patchworks_async._events import Event
 from patchworks_async._pipeline import Pipeline, retry_waits
+from patchworks_async.testing import FakePatchworks
 
 
 def _check(**changes: object) -> ClientConfig:
@@ -86,3 +97,43 @@ def test_a_hook_set_later_is_the_one_the_pipeline_calls() -> None:
 def test_backoff_delays_start_at_the_base_and_stop_at_the_max() -> None:
     policy = RetryPolicy(backoff_base=0.5, backoff_max=3.0)
     assert list(itertools.islice(retry_waits(policy), 5)) == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_the_rate_limit_state_lives_in_its_own_module() -> None:
+    # Issue 13: which limiters apply, what the headers taught and the pauses are one
+    # concern (_ratecontrol); the pipeline neither parses rate headers nor keeps their state.
+    source = pathlib.Path(patchworks_async._pipeline.__file__).read_text(encoding="utf-8")
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert "_ratecontrol" in imported
+    assert not imported & {"_ratelimit", "_adaptive"}
+    pipeline = Pipeline(_check())
+    for moved in ("pending_rates", "rate_limit_state", "latest_headers", "closed"):
+        assert not hasattr(pipeline, moved), moved
+        assert hasattr(pipeline.rates, moved), moved
+
+
+async def test_the_call_paths_references_are_the_rate_controls_own(fake: FakePatchworks) -> None:
+    key = fake.add_instance()
+    async with PatchworksClient(
+        api_key=fake.api_key,
+        base_url=fake.url,
+        rate_limit=RateLimit("second", 1000),
+        adaptive_quota=True,
+    ) as client:
+        pipeline = client._pipeline
+        rates = pipeline.rates
+        client.set_instance_rate_limit(key, RateLimit("second", 50))
+        assert pipeline.limits is None
+        assert rates.pending_rates == {key: RateLimit("second", 50)}
+        await client.oauth.reauthorise(key, ReauthoriseRequest())
+        assert pipeline.limits is rates.limits is client._limits
+        assert rates.limits is not None
+        assert pipeline.loop is rates.loop is asyncio.get_running_loop()
+        assert pipeline.quota is rates.quota is not None
+        assert rates.pending_rates == {}
+        assert client.instance_rate_limit(key) == RateLimit("second", 50)
+    assert rates.closed
