@@ -11,7 +11,7 @@ asks it for the limits and hands it the answers; the client reads
 How it differs from its neighbours: ``_ratelimit`` only parses headers (pure),
 ``_adaptive`` only computes the adaptive pace (pure), ``_limits`` holds the
 limiters and the pause gate themselves; this module holds one client's state
-that ties them together, and is the only one of them that knows the event loop.
+that ties them together, and knows which event loop the client serves.
 """
 
 from __future__ import annotations
