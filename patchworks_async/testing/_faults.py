@@ -4,8 +4,8 @@ Pure (no aiohttp, no asyncio): :class:`Fault` (with :data:`FaultKind`), the sche
 that picks a request's fault (:class:`FaultRules`, which ``FakePatchworks`` extends:
 scripted faults first, then a seeded rate), and the
 answers of the faults that only change what is said (a refusal, a redirect, a bad
-body). The faults that act on the connection (delay, drop, truncate) are applied to
-the wire by ``FakePatchworks``.
+body), and what the others do to the connection (:class:`Reply`: delay, drop,
+truncate), as a value that ``FakePatchworks`` carries out on the wire.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
@@ -30,6 +30,10 @@ _FAULT_KINDS: Final = frozenset(
 #: Kinds that answer without acting on the request at all.
 _BEFORE_PROCESSING: Final = frozenset(("status", "redirect"))
 _HTML_BODY: Final = b"<html><body>Bad gateway</body></html>"
+
+#: What the adapter does with an answer: send it, send it late, drop the connection
+#: without it, or send half its body and close.
+WireAction: TypeAlias = Literal["send", "delay", "drop", "truncate"]
 
 
 def _check_status(_: Any, attribute: attrs.Attribute[int], value: int) -> None:
@@ -323,3 +327,40 @@ def reshaped(fault: Fault, answer: Answer) -> Answer:
     if fault.kind == "html":
         return Answer(fault.status, _HTML_BODY, answer.headers, "text/html")
     return Answer(200, b"[1, 2, 3]", answer.headers)  # "not_object"
+
+
+@attrs.frozen
+class Reply:
+    """What goes on the wire for one request: an answer, and what to do with it.
+
+    Attributes:
+        answer: the answer; never sent for ``"drop"``, half its body for ``"truncate"``.
+        action: ``"send"`` it; ``"delay"``: wait ``delay`` seconds, then send it;
+            ``"drop"``: close the connection without a byte; ``"truncate"``: send the
+            status, the headers and half the body under the full ``Content-Length``, close.
+        delay: seconds to wait first (``"delay"``).
+    """
+
+    answer: Answer
+    action: WireAction = "send"
+    delay: float = 0.0
+
+    @property
+    def status(self) -> int | None:
+        """The status the client is answered, or None when the connection is dropped."""
+        return None if self.action == "drop" else self.answer.status
+
+
+def applied(fault: Fault, answer: Answer) -> Reply:
+    """What a fault that acts first does with the answer the model decided.
+
+    Args:
+        fault: a fault with ``after_processing`` True.
+        answer: the model's answer.
+
+    Returns:
+        The reply: the answer reshaped (a bad body), or an action on the connection.
+    """
+    if fault.kind in ("delay", "drop", "truncate"):
+        return Reply(answer, fault.kind, fault.delay)
+    return Reply(reshaped(fault, answer))
