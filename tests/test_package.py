@@ -24,6 +24,7 @@ PURE = [
     "_windows",
     "models",
     # The fake server's pure parts (its aiohttp adapter is testing/_server.py).
+    "testing/_core",
     "testing/_faults",
     "testing/_model",
     "testing/_quota",
@@ -98,17 +99,17 @@ def test_errors_module_is_a_leaf() -> None:
 
 def test_testing_all_is_sorted_and_complete() -> None:
     from patchworks_async import testing
-    from patchworks_async.testing import _faults, _model, _quota, _records, _server
+    from patchworks_async.testing import _core, _faults, _model, _quota, _records, _server
 
     exported = testing.__all__
     assert exported == sorted(exported)
     # Everything public that the package defines or re-exports, and everything public
-    # that its modules (the adapter, the model, the faults, the quota, the records) declare,
-    # FaultKind included, each the very object its module defines.
+    # that its modules (the adapter, its core, the model, the faults, the quota, the
+    # records) declare, FaultKind included, each the very object its module defines.
     public = {name for name in vars(testing) if not name.startswith("_")}
     public -= {"annotations"}
     assert public == set(exported)
-    modules = (_server, _faults, _model, _quota, _records)
+    modules = (_server, _core, _faults, _model, _quota, _records)
     declared = [name for module in modules for name in module.__all__]
     assert sorted(declared) == exported
     assert "FaultKind" in exported
