@@ -16,8 +16,9 @@ import pytest
 from patchworks_async.testing import Fault, RecordedRequest
 from patchworks_async.testing._core import FakeCore
 from patchworks_async.testing._faults import Reply, applied
-from patchworks_async.testing._model import LOGIN_PATH, json_answer
+from patchworks_async.testing._model import json_answer
 from patchworks_async.testing._records import Exchange
+from patchworks_async.testing._rules import LOGIN_PATH
 
 KEY = "pw_test_core"
 AUTHORISE = "/api/v1/oauth/authorise"

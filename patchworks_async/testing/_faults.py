@@ -17,7 +17,8 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from ._model import LOGIN_PATH, Answer, base_headers, json_answer
+from ._model import Answer, base_headers, json_answer
+from ._rules import LOGIN_PATH
 
 __all__ = ["Fault", "FaultKind"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from ._faults import Fault
-from ._model import loads
+from ._rules import loads
 
 __all__ = ["RecordedRequest"]
 

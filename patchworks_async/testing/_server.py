@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from aiohttp import web
 
 from ._core import FakeCore
-from ._model import JSON, LOGIN_PATH, Answer
+from ._model import Answer
 from ._quota import BackgroundConsumer
 from ._records import Exchange
+from ._rules import JSON, LOGIN_PATH
 
 if TYPE_CHECKING:
     # aiohttp's connection protocol; only named in annotations (see _CountingServer).
