@@ -240,6 +240,16 @@ def test_the_readme_architecture_names_every_module() -> None:
     assert sorted(name for name in names if name not in section) == []
 
 
+def test_the_readme_says_how_the_fake_is_built_naming_every_part() -> None:
+    # Issue 13: the fake server in parts; its README section names each of them.
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## Testing against FakePatchworks", 1)[1].split("\n## ", 1)[0]
+    built = section.split("**How it is built.**", 1)[1].split("\n\n", 1)[0]
+    built = " ".join(built.split())  # a name may be wrapped at a line's end
+    parts = {f"`testing/{path.name}`" for path in (PACKAGE / "testing").glob("*.py")}
+    assert sorted(part for part in parts - {"`testing/__init__.py`"} if part not in built) == []
+
+
 def test_only_the_backoff_module_imports_python_backoff() -> None:
     # Issue 13: the backoff priming is written once (retries and Redis reconnects).
     users = {
