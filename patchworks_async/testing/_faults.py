@@ -1,11 +1,11 @@
 """The fake's fault rules: what a scripted or random misbehaviour is, and which request gets one.
 
 Pure (no aiohttp, no asyncio): :class:`Fault` (with :data:`FaultKind`), the schedule
-that picks a request's fault (:class:`FaultRules`, which ``FakePatchworks`` extends:
-scripted faults first, then a seeded rate), and the
-answers of the faults that only change what is said (a refusal, a redirect, a bad
-body), and what the others do to the connection (:class:`Reply`: delay, drop,
-truncate), as a value that ``FakePatchworks`` carries out on the wire.
+that picks a request's fault (:class:`FaultRules`, which the fake's core extends:
+scripted faults first, then a seeded rate), the answers of the faults that only change
+what is said (a refusal, a redirect, a bad body), and what the others do to the
+connection (:class:`Reply`: delay, drop, truncate), as a value that ``FakePatchworks``
+carries out on the wire.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ class FaultRules:
     """Which request gets which fault: scripted faults first, then a seeded random rate.
 
     ``FakePatchworks`` is one: ``add_faults`` and ``set_fault_rate`` are its API; its
-    server asks ``_pick_fault`` for each request's fault.
+    core (``_core.FakeCore``) asks ``_pick_fault`` for each request's fault.
     """
 
     def __init__(self) -> None:

@@ -4,8 +4,8 @@ No aiohttp, no asyncio: :meth:`PatchworksModel.handle` takes a request's method,
 path, headers and body bytes and returns the :class:`Answer` (status, headers, body);
 the time comes from an injected clock. It routes, authenticates (the API key, or a
 bearer token that has not expired), throttles (:class:`AccountQuota`), validates
-(:mod:`._rules`, which also holds the routes) and acts on the instances.
-``FakePatchworks`` puts it on the wire.
+(:mod:`._rules`, which also holds the routes) and acts on the instances. The fake's
+core (``_core``) adds faults and records; ``FakePatchworks`` puts it on the wire.
 """
 
 from __future__ import annotations
