@@ -14,8 +14,14 @@ import pytest
 
 from patchworks_async.testing import Fault
 from patchworks_async.testing._faults import FaultRules, refusal, reshaped
-from patchworks_async.testing._model import LOGIN_PATH, Answer, PatchworksModel, json_answer
-from patchworks_async.testing._rules import REAUTHORISE_OPTIONAL, validate
+from patchworks_async.testing._model import Answer, PatchworksModel, json_answer
+from patchworks_async.testing._rules import (
+    LOGIN_PATH,
+    REAUTHORISE_OPTIONAL,
+    json_object,
+    route,
+    validate,
+)
 
 KEY = "pw_test_model"
 AUTHORISE = "/api/v1/oauth/authorise"
@@ -132,6 +138,47 @@ def test_a_validation_error_names_every_field_in_the_order_of_the_rules() -> Non
     assert payload["errors"]["rate_limit_duration"] == [
         "The rate limit duration field must be at least 1."
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (LOGIN_PATH, ("POST", None)),
+        (AUTHORISE, ("POST", None)),
+        (AUTHENTICATE, ("POST", None)),
+        ("/api/v1/oauth/woo-app-auth", ("POST", None)),
+        ("/api/v1/oauth/7/reauthorise", ("PATCH", "7")),
+        ("/api/v1/oauth/a%2Fb/reauthorise", ("PATCH", "a/b")),  # one segment, decoded
+        ("/api/v1/oauth/%20/reauthorise", ("PATCH", " ")),
+        ("/api/v1/oauth/./reauthorise", None),
+        ("/api/v1/oauth/../reauthorise", None),
+        ("/api/v1/oauth/a/b/reauthorise", None),
+        ("/api/v1/oauth/authorise/", None),
+        ("/api/v1/nothing", None),
+    ],
+)
+def test_routes(path: str, expected: tuple[str, str | None] | None) -> None:
+    assert route(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        ("application/json", b'{"a": 1}', ({"a": 1}, False)),
+        ("Application/JSON; charset=utf-8", b"{}", ({}, False)),
+        ("application/merge-patch+json", b"{}", ({}, False)),
+        ("application/json", b"[1]", (None, False)),  # JSON, not an object: a 422 only
+        ("application/json", b"{", (None, True)),
+        ("application/json", b"", (None, True)),
+        ("text/plain", b"{}", (None, True)),
+        (None, b"{}", (None, True)),
+    ],
+)
+def test_a_body_is_read_as_a_json_object(
+    content_type: str | None, body: bytes, expected: tuple[Any, bool]
+) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    assert json_object(headers, body) == expected
 
 
 def test_variables_rules() -> None:

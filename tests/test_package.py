@@ -24,6 +24,7 @@ PURE = [
     "_windows",
     "models",
     # The fake server's pure parts (its aiohttp adapter is testing/_server.py).
+    "testing/_core",
     "testing/_faults",
     "testing/_model",
     "testing/_quota",
@@ -98,17 +99,17 @@ def test_errors_module_is_a_leaf() -> None:
 
 def test_testing_all_is_sorted_and_complete() -> None:
     from patchworks_async import testing
-    from patchworks_async.testing import _faults, _model, _quota, _records, _server
+    from patchworks_async.testing import _core, _faults, _model, _quota, _records, _server
 
     exported = testing.__all__
     assert exported == sorted(exported)
     # Everything public that the package defines or re-exports, and everything public
-    # that its modules (the adapter, the model, the faults, the quota, the records) declare,
-    # FaultKind included, each the very object its module defines.
+    # that its modules (the adapter, its core, the model, the faults, the quota, the
+    # records) declare, FaultKind included, each the very object its module defines.
     public = {name for name in vars(testing) if not name.startswith("_")}
     public -= {"annotations"}
     assert public == set(exported)
-    modules = (_server, _faults, _model, _quota, _records)
+    modules = (_server, _core, _faults, _model, _quota, _records)
     declared = [name for module in modules for name in module.__all__]
     assert sorted(declared) == exported
     assert "FaultKind" in exported
@@ -237,6 +238,16 @@ def test_the_readme_architecture_names_every_module() -> None:
     names = {f"`{path.name}`" for path in PACKAGE.glob("*.py")}
     names |= {f"`{path.parent.name}/`" for path in PACKAGE.glob("*/__init__.py")}
     assert sorted(name for name in names if name not in section) == []
+
+
+def test_the_readme_says_how_the_fake_is_built_naming_every_part() -> None:
+    # Issue 13: the fake server in parts; its README section names each of them.
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## Testing against FakePatchworks", 1)[1].split("\n## ", 1)[0]
+    built = section.split("**How it is built.**", 1)[1].split("\n\n", 1)[0]
+    built = " ".join(built.split())  # a name may be wrapped at a line's end
+    parts = {f"`testing/{path.name}`" for path in (PACKAGE / "testing").glob("*.py")}
+    assert sorted(part for part in parts - {"`testing/__init__.py`"} if part not in built) == []
 
 
 def test_only_the_backoff_module_imports_python_backoff() -> None:

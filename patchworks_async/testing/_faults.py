@@ -1,11 +1,11 @@
 """The fake's fault rules: what a scripted or random misbehaviour is, and which request gets one.
 
 Pure (no aiohttp, no asyncio): :class:`Fault` (with :data:`FaultKind`), the schedule
-that picks a request's fault (:class:`FaultRules`, which ``FakePatchworks`` extends:
-scripted faults first, then a seeded rate), and the
-answers of the faults that only change what is said (a refusal, a redirect, a bad
-body). The faults that act on the connection (delay, drop, truncate) are applied to
-the wire by ``FakePatchworks``.
+that picks a request's fault (:class:`FaultRules`, which the fake's core extends:
+scripted faults first, then a seeded rate), the answers of the faults that only change
+what is said (a refusal, a redirect, a bad body), and what the others do to the
+connection (:class:`Reply`: delay, drop, truncate), as a value that ``FakePatchworks``
+carries out on the wire.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from ._model import LOGIN_PATH, Answer, base_headers, json_answer
+from ._model import Answer, base_headers, json_answer
+from ._rules import LOGIN_PATH
 
 __all__ = ["Fault", "FaultKind"]
 
@@ -30,6 +31,10 @@ _FAULT_KINDS: Final = frozenset(
 #: Kinds that answer without acting on the request at all.
 _BEFORE_PROCESSING: Final = frozenset(("status", "redirect"))
 _HTML_BODY: Final = b"<html><body>Bad gateway</body></html>"
+
+#: What the adapter does with an answer: send it, send it late, drop the connection
+#: without it, or send half its body and close.
+WireAction: TypeAlias = Literal["send", "delay", "drop", "truncate"]
 
 
 def _check_status(_: Any, attribute: attrs.Attribute[int], value: int) -> None:
@@ -198,7 +203,7 @@ class FaultRules:
     """Which request gets which fault: scripted faults first, then a seeded random rate.
 
     ``FakePatchworks`` is one: ``add_faults`` and ``set_fault_rate`` are its API; its
-    server asks ``_pick_fault`` for each request's fault.
+    core (``_core.FakeCore``) asks ``_pick_fault`` for each request's fault.
     """
 
     def __init__(self) -> None:
@@ -323,3 +328,40 @@ def reshaped(fault: Fault, answer: Answer) -> Answer:
     if fault.kind == "html":
         return Answer(fault.status, _HTML_BODY, answer.headers, "text/html")
     return Answer(200, b"[1, 2, 3]", answer.headers)  # "not_object"
+
+
+@attrs.frozen
+class Reply:
+    """What goes on the wire for one request: an answer, and what to do with it.
+
+    Attributes:
+        answer: the answer; never sent for ``"drop"``, half its body for ``"truncate"``.
+        action: ``"send"`` it; ``"delay"``: wait ``delay`` seconds, then send it;
+            ``"drop"``: close the connection without a byte; ``"truncate"``: send the
+            status, the headers and half the body under the full ``Content-Length``, close.
+        delay: seconds to wait first (``"delay"``).
+    """
+
+    answer: Answer
+    action: WireAction = "send"
+    delay: float = 0.0
+
+    @property
+    def status(self) -> int | None:
+        """The status the client is answered, or None when the connection is dropped."""
+        return None if self.action == "drop" else self.answer.status
+
+
+def applied(fault: Fault, answer: Answer) -> Reply:
+    """What a fault that acts first does with the answer the model decided.
+
+    Args:
+        fault: a fault with ``after_processing`` True.
+        answer: the model's answer.
+
+    Returns:
+        The reply: the answer reshaped (a bad body), or an action on the connection.
+    """
+    if fault.kind in ("delay", "drop", "truncate"):
+        return Reply(answer, fault.kind, fault.delay)
+    return Reply(reshaped(fault, answer))

@@ -4,45 +4,36 @@ No aiohttp, no asyncio: :meth:`PatchworksModel.handle` takes a request's method,
 path, headers and body bytes and returns the :class:`Answer` (status, headers, body);
 the time comes from an injected clock. It routes, authenticates (the API key, or a
 bearer token that has not expired), throttles (:class:`AccountQuota`), validates
-(:mod:`._rules`) and acts on the instances. ``FakePatchworks`` puts it on the wire.
+(:mod:`._rules`, which also holds the routes) and acts on the instances. The fake's
+core (``_core``) adds faults and records; ``FakePatchworks`` puts it on the wire.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Final
-from urllib.parse import unquote
+from typing import Any
 
 import attrs
 import orjson
 
 from ._quota import AccountQuota, BackgroundConsumer
 from ._rules import (
+    AUTHENTICATE,
     AUTHORISE_OPTIONAL,
     AUTHORISE_REQUIRED,
+    JSON,
+    LOGIN_PATH,
     LOGIN_REQUIRED,
     REAUTHORISE_OPTIONAL,
+    WOO_APP_AUTH,
+    json_object,
+    route,
     validate,
     validation_payload,
 )
-
-LOGIN_PATH: Final = "/fabric/api/login"
-_AUTHENTICATE: Final = "/api/v1/oauth/authenticate"
-_AUTHORISE: Final = "/api/v1/oauth/authorise"
-_WOO_APP_AUTH: Final = "/api/v1/oauth/woo-app-auth"
-_REAUTHORISE: Final = re.compile(r"/api/v1/oauth/([^/]+)/reauthorise")
-_METHODS: Final[Mapping[str, str]] = {
-    _AUTHENTICATE: "POST",
-    _AUTHORISE: "POST",
-    _WOO_APP_AUTH: "POST",
-    LOGIN_PATH: "POST",
-}
-JSON: Final = "application/json"
-
 
 __all__ = ["Answer"]  # what FakePatchworks.handle answers; the model itself stays private
 
@@ -94,21 +85,6 @@ def base_headers() -> dict[str, str]:
     return {"X-Request-Id": uuid.uuid4().hex}
 
 
-def loads(body: bytes) -> tuple[Any, bool]:
-    """Parse a JSON body.
-
-    Args:
-        body: the bytes.
-
-    Returns:
-        ``(value, True)``, or ``(None, False)`` when it is not JSON.
-    """
-    try:
-        return orjson.loads(body), True
-    except orjson.JSONDecodeError:
-        return None, False
-
-
 def _not_an_object(headers: dict[str, str], malformed: bool) -> Answer:
     message = "The request body must be a JSON object."
     payload = {"message": message, "errors": {"body": [message]}}
@@ -119,29 +95,12 @@ def _public(instance: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in instance.items() if key != "reauthorise_count"}
 
 
-def _json_object(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any] | None, bool]:
-    """The body as a JSON object; (None, malformed) when it is not one."""
-    content_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
-    if content_type != JSON and not content_type.endswith("+json"):
-        return None, True
-    value, ok = loads(body)
-    if not ok:
-        return None, True
-    if not isinstance(value, dict):
-        return None, False
-    return value, False
-
-
 def _route(method: str, path: str) -> tuple[str | None, Answer | None]:
     """The connector a path names (None for the other routes), or the 404/405 answer."""
-    connector: str | None = None
-    expected = _METHODS.get(path)
-    if expected is None:
-        match = _REAUTHORISE.fullmatch(path)
-        if match is None or match.group(1) in (".", ".."):
-            return None, json_answer(404, {"message": "Not Found."}, malformed=True)
-        expected = "PATCH"
-        connector = unquote(match.group(1))
+    found = route(path)
+    if found is None:
+        return None, json_answer(404, {"message": "Not Found."}, malformed=True)
+    expected, connector = found
     if method != expected:
         headers = base_headers()
         headers["Allow"] = expected
@@ -324,11 +283,11 @@ class PatchworksModel:
         answer_headers = base_headers()
         if self.quota is not None and not self._throttle(credential, answer_headers):
             return json_answer(429, {"message": "Too Many Attempts."}, answer_headers)
-        if path == _AUTHENTICATE:
+        if path == AUTHENTICATE:
             role = "administrator" if credential.startswith("Bearer ") else "manager"
             user = {"email": self.username, "role": role}
             return json_answer(200, {"authenticated": True, "user": user}, answer_headers)
-        if path == _WOO_APP_AUTH:
+        if path == WOO_APP_AUTH:
             return Answer(200, b"", answer_headers, None)
         return self._act(connector, headers, body, answer_headers)
 
@@ -346,7 +305,7 @@ class PatchworksModel:
             if instance is None:
                 message = f"No query results for instance [{connector}]."
                 return json_answer(404, {"message": message}, answer_headers)
-        data, malformed = _json_object(headers, body)
+        data, malformed = json_object(headers, body)
         if data is None:
             return _not_an_object(answer_headers, malformed)
         if instance is None:
@@ -378,7 +337,7 @@ class PatchworksModel:
 
     def _login(self, headers: Mapping[str, str], body: bytes) -> Answer:
         answer_headers = base_headers()
-        data, malformed = _json_object(headers, body)
+        data, malformed = json_object(headers, body)
         if data is None:
             return _not_an_object(answer_headers, malformed)
         errors = validate(data, LOGIN_REQUIRED, ())

@@ -1,14 +1,34 @@
-"""The fake's request-body rules: Laravel's 422 validation, as the platform answers it.
+"""The fake's request rules: the routes, the body they take, Laravel's 422 validation.
 
-Pure (no aiohttp, no asyncio): a body (a parsed JSON object) and a list of rules in,
-the errors out, each field's messages in the order of the rules. Change a rule here
-without reading anything else of the fake.
+Pure (no aiohttp, no asyncio): which raw path takes which method and names which
+connector; whether a body is a JSON object; and a body (a parsed JSON object) checked
+against a list of rules, the errors out, each field's messages in the order of the
+rules, as the platform answers them. Change a rule here without reading anything else
+of the fake.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import unquote
+
+import orjson
+
+JSON: Final = "application/json"
+
+LOGIN_PATH: Final = "/fabric/api/login"
+AUTHENTICATE: Final = "/api/v1/oauth/authenticate"
+AUTHORISE: Final = "/api/v1/oauth/authorise"
+WOO_APP_AUTH: Final = "/api/v1/oauth/woo-app-auth"
+_REAUTHORISE: Final = re.compile(r"/api/v1/oauth/([^/]+)/reauthorise")
+_METHODS: Final[Mapping[str, str]] = {
+    AUTHENTICATE: "POST",
+    AUTHORISE: "POST",
+    WOO_APP_AUTH: "POST",
+    LOGIN_PATH: "POST",
+}
 
 UNITS: Final = ("second", "minute", "hour", "day")
 
@@ -48,6 +68,63 @@ REAUTHORISE_OPTIONAL: Final[Rules] = (
     ("variables", VARIABLES),
     ("name", STRING),
 )
+
+
+def route(path: str) -> tuple[str, str | None] | None:
+    """The method a raw path takes, and the connector it names.
+
+    Args:
+        path: the raw path (percent-encoding kept), without the query.
+
+    Returns:
+        ``(method, connector)``, the connector percent-decoded (a ``%2F`` stays in one
+        segment) or ``None`` for the routes without one; ``None`` for no route.
+    """
+    method = _METHODS.get(path)
+    if method is not None:
+        return method, None
+    match = _REAUTHORISE.fullmatch(path)
+    if match is None or match.group(1) in (".", ".."):
+        return None
+    return "PATCH", unquote(match.group(1))
+
+
+def loads(body: bytes) -> tuple[Any, bool]:
+    """Parse a JSON body.
+
+    Args:
+        body: the bytes.
+
+    Returns:
+        ``(value, True)``, or ``(None, False)`` when it is not JSON.
+    """
+    try:
+        return orjson.loads(body), True
+    except orjson.JSONDecodeError:
+        return None, False
+
+
+def json_object(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any] | None, bool]:
+    """The body as a JSON object, as a route that takes one reads it.
+
+    Args:
+        headers: the request's headers (``Content-Type`` is read).
+        body: the body bytes.
+
+    Returns:
+        ``(object, False)``; ``(None, True)`` when the content type is not JSON or the
+        body is not JSON (a request a client should not send); ``(None, False)`` for
+        JSON that is not an object.
+    """
+    content_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if content_type != JSON and not content_type.endswith("+json"):
+        return None, True
+    value, ok = loads(body)
+    if not ok:
+        return None, True
+    if not isinstance(value, dict):
+        return None, False
+    return value, False
 
 
 def _label(field: str) -> str:

@@ -1,10 +1,11 @@
 """FakePatchworks: the fake Patchworks Core API on 127.0.0.1, put on the wire with aiohttp.
 
-The adapter only: the API's behaviour is the pure model (``_model``, with ``_quota``
-and ``_rules``), the faults are ``_faults``. This module runs the servers (the low-level
-``aiohttp.web.Server``, no router: every request goes through one handler that routes
-on the *raw* path, so a percent-encoded ``%2F`` in a connector stays one segment),
-numbers connections, records requests and applies faults to the connection.
+The adapter only: what to answer is decided by the pure ``FakeCore`` (``_core``: the
+model of ``_model``, ``_quota`` and ``_rules``, the faults of ``_faults``, the records
+of ``_records``). This module runs the servers (the low-level ``aiohttp.web.Server``,
+no router: every request goes through one handler, and the core routes on the *raw*
+path, so a percent-encoded ``%2F`` in a connector stays one segment), numbers
+connections, hands each request to the core and carries out its reply on the wire.
 
 It is self-contained on purpose (aiohttp, attrs and orjson only): it must not share code
 with the client it is used to test.
@@ -13,18 +14,17 @@ with the client it is used to test.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from aiohttp import web
 
-from ._faults import Fault, FaultRules, refusal, reshaped
-from ._model import JSON, LOGIN_PATH, Answer, PatchworksModel, json_answer, loads
+from ._core import FakeCore
+from ._model import Answer
 from ._quota import BackgroundConsumer
-from ._records import RecordedRequest, finish
+from ._records import Exchange
+from ._rules import JSON, LOGIN_PATH
 
 if TYPE_CHECKING:
     # aiohttp's connection protocol; only named in annotations (see _CountingServer).
@@ -79,7 +79,7 @@ def _response(answer: Answer) -> web.Response:
     )
 
 
-class FakePatchworks(PatchworksModel, FaultRules):
+class FakePatchworks(FakeCore):
     """A fake Patchworks Core API on 127.0.0.1, for tests and benchmarks.
 
     Use it as an async context manager (or ``await start()`` / ``await close()``)::
@@ -87,30 +87,19 @@ class FakePatchworks(PatchworksModel, FaultRules):
         async with FakePatchworks() as fake:
             client = PatchworksClient(base_url=fake.url, api_key=fake.api_key)
 
-    Behaviour, in the order a request meets it:
-
-    1. Recorded (``requests`` when ``record``; ``request_count`` always).
-    2. A fault is picked: the scripted ones (``add_faults``) first, then the random rate
-       (``set_fault_rate``). ``latency`` is slept.
-    3. ``"status"`` and ``"redirect"`` faults answer now, without acting.
-    4. Routing on the raw path: unknown path or method -> 404/405 (and ``malformed``).
-    5. Authentication (not for login): ``Authorization: <api_key>`` or ``Bearer <token>``
-       with a token from login or ``issue_token`` that has not expired -> else 401.
-    6. Quota (when ``quota`` is set), a fixed window per ``Authorization`` value that
-       starts at its first counted request: over ``quota`` -> 429 with ``Retry-After`` and
-       ``X-RateLimit-Reset``. Every answer from here carries ``X-RateLimit-Limit`` and
-       ``X-RateLimit-Remaining``.
-    7. Unknown instance -> 404; body validation -> 422 (Laravel's shape); then the action.
-    8. Faults that act first (``delay``, ``drop``, ``truncate``, ``malformed_json``,
-       ``html``, ``not_object``) reshape the answer.
-
-    Steps 4 to 7 are the pure model it extends (``PatchworksModel``: its API key, login,
-    tokens, instances, counters and quota, documented there); this class puts them on the
-    wire. Every answer carries ``X-Request-Id`` (uuid4 hex). Injected faults are listed in
-    ``faults_injected`` as ``(request, fault)`` pairs and counted by kind in
-    ``fault_counts``; both are kept even when ``record`` is False, as is ``malformed``.
-    ``clock`` (default ``time.monotonic``) times token expiry, quota windows and the
-    ``background`` consumer: pass the event loop's ``loop.time`` for a virtual clock.
+    Each request is recorded and may get a fault (scripted with ``add_faults``, or at
+    random with ``set_fault_rate``); ``latency`` is slept; a fault that refuses
+    (``"status"``, ``"redirect"``) answers without acting, else the request is routed,
+    authenticated, throttled (``quota``), validated (Laravel's 422) and acted on, and a
+    fault that acts first then reshapes the answer or acts on the connection. The
+    order, step by step, is the pure core's it extends (``FakeCore``, with the model
+    ``PatchworksModel``: its API key, login, tokens, instances, counters and quota,
+    documented there); this class puts it on the wire. Every answer carries
+    ``X-Request-Id`` (uuid4 hex). Injected faults are listed in ``faults_injected`` as
+    ``(request, fault)`` pairs and counted by kind in ``fault_counts``; both are kept
+    even when ``record`` is False, as is ``malformed``. ``clock`` (default
+    ``time.monotonic``) times token expiry, quota windows and the ``background``
+    consumer: pass the event loop's ``loop.time`` for a virtual clock.
 
     Attributes:
         url: the API's origin, ``http://127.0.0.1:<port>`` (set by ``start``): pass it
@@ -155,8 +144,8 @@ class FakePatchworks(PatchworksModel, FaultRules):
         background: BackgroundConsumer | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        PatchworksModel.__init__(
-            self,
+        super().__init__(
+            record=record,
             api_key=api_key,
             username=username,
             password=password,
@@ -166,20 +155,11 @@ class FakePatchworks(PatchworksModel, FaultRules):
             background=background,
             clock=clock,
         )
-        FaultRules.__init__(self)
         self.host = host
         self.port = port
-        self.record = record
         self.latency = latency
         self.url: str = ""
         self.login_url: str = ""
-        self.redirect_url: str = ""
-        self.requests: list[RecordedRequest] = []
-        self.malformed: list[RecordedRequest] = []
-        self.redirect_target_requests: list[RecordedRequest] = []
-        self.faults_injected: list[tuple[RecordedRequest, Fault]] = []
-        self.fault_counts: Counter[str] = Counter()
-        self.request_count = 0
         self.connections_opened = 0
         self._connection_ids: dict[RequestHandler, int] = {}
         self._runner: web.ServerRunner | None = None
@@ -255,95 +235,37 @@ class FakePatchworks(PatchworksModel, FaultRules):
             if runner is not None:
                 await runner.cleanup()
 
-    # -- one request on the wire ------------------------------------------------------
-
-    def _make_record(
-        self, request: web.BaseRequest, path: str, query: str, body: bytes, arrived: float
-    ) -> RecordedRequest:
-        return RecordedRequest(
-            method=request.method,
-            path=path,
-            query=query,
-            headers=dict(request.headers),
-            json=loads(body)[0] if body else None,
-            body=body,
-            arrived=arrived,
-            connection=self._connection_ids.get(request.protocol, 0),
-        )
+    # -- one request on the wire: the core decides, this carries it out ---------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        arrived = time.monotonic()
-        self.request_count += 1
-        path, _, query = request.raw_path.partition("?")
+        connection = self._connection_ids.get(request.protocol, 0)
+        exchange = self._arrive(request.method, request.raw_path, request.headers, connection)
         try:
-            body = await request.read() if request.body_exists else b""
+            exchange.body = await _body(request)
         except web.HTTPRequestEntityTooLarge:
-            too_large = self._make_record(request, path, query, b"", arrived)
-            if self.record:
-                self.requests.append(too_large)
-            finish(too_large, 413)
-            return _response(json_answer(413, {"message": "Request body too large."}))
-
-        record = self._make_record(request, path, query, body, arrived) if self.record else None
-        if record is not None:
-            self.requests.append(record)
-        fault = self._pick_fault(path)
-        if fault is not None:
-            if record is None:
-                record = self._make_record(request, path, query, body, arrived)
-            object.__setattr__(record, "fault", fault)  # see finish
-            self.faults_injected.append((record, fault))
-            self.fault_counts[fault.kind] += 1
+            return _response(self._too_large(exchange))
+        self._received(exchange)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        if fault is not None and not fault.after_processing:
-            answer = refusal(fault, self.redirect_url + path + (f"?{query}" if query else ""))
-            finish(record, answer.status)
-            return _response(answer)
-
-        answer = self.handle(request.method, path, request.headers, body)
-        if answer.malformed:
-            if record is None:
-                record = self._make_record(request, path, query, body, arrived)
-            self.malformed.append(record)
-        if fault is None:
-            finish(record, answer.status)
-            return _response(answer)
-        return await self._misbehave(request, fault, answer, record)
-
-    async def _misbehave(
-        self,
-        request: web.BaseRequest,
-        fault: Fault,
-        answer: Answer,
-        record: RecordedRequest | None,
-    ) -> web.StreamResponse:
-        kind = fault.kind
-        if kind == "delay":
-            finish(record, answer.status)
-            await asyncio.sleep(fault.delay)
-            return _response(answer)
-        if kind == "drop":
-            finish(record, None)
+        reply = self._respond(exchange)
+        if reply.action == "delay":
+            await asyncio.sleep(reply.delay)
+        elif reply.action == "drop":
             if request.transport is not None:
                 request.transport.close()
             # aiohttp cannot write to the closing transport and drops this answer quietly.
-            return _response(answer)
-        if kind == "truncate":
-            finish(record, answer.status)
-            return await _truncate(request, answer)
-        answer = reshaped(fault, answer)
-        finish(record, answer.status)
-        return _response(answer)
+        elif reply.action == "truncate":
+            return await _truncate(request, reply.answer)
+        return _response(reply.answer)
 
     async def _handle_redirect_target(self, request: web.BaseRequest) -> web.StreamResponse:
-        arrived = time.monotonic()
-        path, _, query = request.raw_path.partition("?")
-        body = await request.read() if request.body_exists else b""
-        record = self._make_record(request, path, query, body, arrived)  # not numbered: 0
-        finish(record, 200)
-        self.redirect_target_requests.append(record)
-        return _response(json_answer(200, {}))
+        exchange = Exchange.arriving(request.method, request.raw_path, request.headers, 0)
+        exchange.body = await _body(request)
+        return _response(self._at_redirect_target(exchange))
+
+
+async def _body(request: web.BaseRequest) -> bytes:
+    return await request.read() if request.body_exists else b""
 
 
 async def _truncate(request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
