@@ -120,16 +120,14 @@ class PatchworksClient:
             limiter=limiter,
             adaptive_quota=adaptive_quota,
             unreachable_after=unreachable_after,
+            opentelemetry=opentelemetry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
         self._pipeline = Pipeline(self._config)
         self.oauth = OAuth(self._pipeline)
         # -- OpenTelemetry hook (_otel.py): None unless asked for, so the off path pays nothing.
-        telemetry = make_telemetry(
-            self,
-            enabled=opentelemetry,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-        )
+        telemetry = make_telemetry(self, self._config.telemetry)
         if telemetry is not None:
             self._pipeline.observe_with(telemetry)
 

@@ -17,6 +17,7 @@ from ._auth import Auth, LoginAuth, StaticAuth
 from ._backend import LimiterBackend
 from ._errors import InvalidRequestError
 from ._events import EventHook
+from ._otel import TelemetrySettings, check_telemetry
 from ._retry import RetryPolicy
 from ._transport import ClientSession, Timeout, check_session
 from .models import Login, RateLimit
@@ -225,6 +226,8 @@ class ClientConfig:
     Made by :meth:`check` from the constructor's arguments; frozen, so the pipeline
     and the client read one value. ``on_event`` is the hook the client starts with
     (``client.on_event`` may be set later: the pipeline holds the current one).
+    ``telemetry`` holds the three OpenTelemetry arguments, checked (the providers are
+    kept, not used, until the client builds its telemetry from them).
     Secrets stay out of the repr (``auth`` and the backend hide them; the repr is off).
     """
 
@@ -242,6 +245,7 @@ class ClientConfig:
     adaptive_quota: AdaptiveQuota | None
     max_response_bytes: int
     ssl_context: ssl.SSLContext | None
+    telemetry: TelemetrySettings
 
     def __repr__(self) -> str:
         return f"<ClientConfig base_url={self.base_url!r} auth={self.auth.kind}>"
@@ -268,6 +272,9 @@ class ClientConfig:
         limiter: object,
         adaptive_quota: bool | AdaptiveQuota,
         unreachable_after: object,
+        opentelemetry: object,
+        tracer_provider: object,
+        meter_provider: object,
     ) -> ClientConfig:
         """Check the client's arguments, in the constructor's order; the configuration.
 
@@ -301,4 +308,5 @@ class ClientConfig:
             adaptive_quota=check_adaptive_quota(adaptive_quota),
             max_response_bytes=max_response_bytes,
             ssl_context=ssl_context,
+            telemetry=check_telemetry(opentelemetry, tracer_provider, meter_provider),
         )

@@ -602,6 +602,25 @@ def test_bad_arguments_are_refused_naming_them(kwargs: dict[str, Any], field: st
     assert info.value.field == field
 
 
+def test_the_configuration_holds_the_checked_providers(otel: Otel) -> None:
+    # Issue 13 (review): the telemetry is built from the frozen configuration's settings.
+    client = PatchworksClient(
+        api_key="k", base_url="http://127.0.0.1:1", tracer_provider=otel.tracer_provider
+    )
+    settings = client._config.telemetry
+    assert settings.enabled is True  # a provider switches it on
+    assert settings.tracer_provider is otel.tracer_provider
+    assert settings.meter_provider is None  # the global one
+    assert client._telemetry is not None
+    assert repr(settings) == (
+        "<TelemetrySettings enabled=True tracer_provider=TracerProvider meter_provider=None>"
+    )
+    assert " object at 0x" not in repr(client._config) + repr(client)
+    on = PatchworksClient(api_key="k", base_url="http://127.0.0.1:1", opentelemetry=True)
+    assert on._config.telemetry.enabled is True
+    assert on._config.telemetry.tracer_provider is None
+
+
 async def test_opentelemetry_true_uses_the_global_providers(fake: FakePatchworks) -> None:
     # The global providers can be set once per process: a subprocess keeps this one's clean.
     code = textwrap.dedent(

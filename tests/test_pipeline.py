@@ -43,6 +43,9 @@ def _check(**changes: object) -> ClientConfig:
         "limiter": None,
         "adaptive_quota": False,
         "unreachable_after": 3,
+        "opentelemetry": False,
+        "tracer_provider": None,
+        "meter_provider": None,
     }
     arguments.update(changes)
     return ClientConfig.check(**arguments)  # type: ignore[arg-type]  # a table of arguments
@@ -66,6 +69,36 @@ def test_the_first_bad_argument_in_the_constructors_order_is_named() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         _check(max_connections=0, unreachable_after=0)
     assert caught.value.field == "max_connections"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"opentelemetry": "yes"}, "opentelemetry must be True or False"),
+        ({"tracer_provider": "p"}, "tracer_provider must be an opentelemetry.trace.TracerProvider"),
+        ({"meter_provider": 1}, "meter_provider must be an opentelemetry.metrics.MeterProvider"),
+    ],
+)
+def test_the_opentelemetry_arguments_are_checked_by_the_configuration(
+    changes: dict[str, object], message: str
+) -> None:
+    # Issue 13 (review): the configuration holds every setting, OpenTelemetry's too.
+    (field,) = changes
+    with pytest.raises(InvalidRequestError) as caught:
+        _check(**changes)
+    assert (caught.value.field, str(caught.value)) == (field, message)
+    # Checked last, as the constructor's last arguments.
+    with pytest.raises(InvalidRequestError) as caught:
+        _check(unreachable_after=0, **changes)
+    assert caught.value.field == "unreachable_after"
+
+
+def test_telemetry_is_off_in_the_configuration_unless_asked_for() -> None:
+    assert _check().telemetry.enabled is False
+    assert _check().telemetry.tracer_provider is None
+    client = PatchworksClient(api_key="k", base_url="https://core.example")
+    assert client._config.telemetry.enabled is False
+    assert client._telemetry is None
 
 
 def test_the_client_reads_its_settings_from_the_configuration() -> None:
