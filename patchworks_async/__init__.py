@@ -6,7 +6,7 @@ name starts with ``_`` is private.
 """
 
 from ._adaptive import AdaptiveQuota, QuotaFigures
-from ._backend import LimiterBackend
+from ._backend import LimiterBackend, PauseTarget
 from ._client import PatchworksClient
 from ._errors import (
     APIError,
@@ -29,6 +29,7 @@ from ._errors import (
     UnprocessableEntityError,
 )
 from ._events import Event, EventKind
+from ._limits import Limiter
 from ._oauth import OAuth
 from ._outcomes import ReauthoriseFailure, ReauthoriseOutcome, ReauthoriseSuccess
 from ._ratelimit import RateLimitState
@@ -63,6 +64,7 @@ __all__ = [
     "HostUnreachableError",
     "Instance",
     "InvalidRequestError",
+    "Limiter",
     "LimiterBackend",
     "Login",
     "ModelValidationError",
@@ -70,6 +72,7 @@ __all__ = [
     "OAuth",
     "PatchworksClient",
     "PatchworksError",
+    "PauseTarget",
     "PermissionDeniedError",
     "QuotaFigures",
     "RateLimit",

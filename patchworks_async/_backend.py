@@ -28,7 +28,10 @@ class CallTracker:
 
 
 class PauseTarget(Protocol):
-    """What :meth:`LimiterBackend.attach` is given: the client's pause gate."""
+    """What :meth:`LimiterBackend.attach` is given: the client's pause gate.
+
+    A backend keeps it to close the gate when it learns of a pause from a sharer.
+    """
 
     def pause(self, seconds: float) -> None:
         """Hold the client's calls for ``seconds`` from now (a longer pause is kept).
@@ -55,9 +58,10 @@ class LimiterBackend(Protocol):
     it against this protocol where you pass it to the client). Subclass
     ``LimiterBackend`` to inherit the no-op ``bind``, ``attach``, ``pause`` and
     ``aclose``; ``client_limiter`` and ``instance_limiter`` you always write. A
-    limiter they return has a ``rate`` attribute (the :class:`RateLimit`) and two
-    coroutine methods: ``acquire()`` waits for one request's turn and counts it,
-    ``recharge(seconds_since_grant)`` counts it as leaving now.
+    limiter they return is a :class:`Limiter`: a ``rate`` attribute (the
+    :class:`RateLimit`) and two coroutine methods: ``acquire()`` waits for one
+    request's turn and counts it, ``recharge(seconds_since_grant)`` counts it as
+    leaving now. ``attach`` is given a :class:`PauseTarget`.
     """
 
     def client_limiter(self, rate: RateLimit) -> Limiter:

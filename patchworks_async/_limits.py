@@ -55,7 +55,13 @@ CATCH_UP: Final = SAFETY_MARGIN / 2
 
 
 class Limiter(Protocol):
-    """What the client needs of a limiter (the in-process one, or a shared one)."""
+    """What the client needs of a limiter (the in-process one, or a shared one).
+
+    A :class:`LimiterBackend`'s ``client_limiter`` and ``instance_limiter`` return one.
+
+    Attributes:
+        rate: the :class:`RateLimit` it paces calls at.
+    """
 
     rate: RateLimit
 
@@ -63,7 +69,11 @@ class Limiter(Protocol):
         """Wait until one request may leave, and count it."""
 
     async def recharge(self, seconds_since_grant: float) -> None:
-        """Move the count of the last grant to now (the request is leaving only now)."""
+        """Move the count of the last grant to now (the request is leaving only now).
+
+        Args:
+            seconds_since_grant: seconds since ``acquire`` granted the request.
+        """
 
 
 class StrictLimiter:

@@ -258,3 +258,25 @@ def test_only_the_backoff_module_imports_python_backoff() -> None:
         if any(imported.split(".")[0] == "backoff" for imported in _imports(path))
     }
     assert users == {"_backoff.py"}
+
+
+def test_every_type_a_backend_author_needs_is_public() -> None:
+    # Issue 13 (review): a backend written against LimiterBackend names its types from
+    # the public namespace (typing_examples.py does), never from a private module.
+    import typing
+
+    from patchworks_async import LimiterBackend
+
+    named: set[type] = set()
+    for method in ("client_limiter", "instance_limiter", "bind", "attach", "pause", "aclose"):
+        hints = typing.get_type_hints(getattr(LimiterBackend, method))
+        for hint in hints.values():
+            named.update(arg for arg in (hint, *typing.get_args(hint)) if isinstance(arg, type))
+    exported = {getattr(patchworks_async, name) for name in patchworks_async.__all__}
+    private = sorted(
+        f"{kind.__module__}.{kind.__qualname__}"
+        for kind in named
+        if kind.__module__.startswith("patchworks_async") and kind not in exported
+    )
+    assert private == []
+    assert {"Limiter", "PauseTarget"} <= set(patchworks_async.__all__)

@@ -7,7 +7,7 @@ change to one fails ``mypy --strict`` here before it reaches a user's type check
 
 from __future__ import annotations
 
-from typing import Any, Protocol, assert_type
+from typing import Any, assert_type
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -22,11 +22,13 @@ from patchworks_async import (
     EventLoopError,
     Instance,
     InvalidRequestError,
+    Limiter,
     LimiterBackend,
     Login,
     ModelValidationError,
     PatchworksClient,
     PatchworksError,
+    PauseTarget,
     QuotaFigures,
     RateLimit,
     RateLimitError,
@@ -240,17 +242,11 @@ class MyLimiter:
         """Count the request as leaving now."""
 
 
-class Gate(Protocol):
-    """The part of the client's pause gate this backend uses (the gate has more)."""
-
-    def pause(self, seconds: float) -> None: ...
-
-
 class MyBackend:
     """A user's backend written from scratch: checked structurally against the protocol."""
 
     def __init__(self) -> None:
-        self.gate: Gate | None = None
+        self.gate: PauseTarget | None = None
 
     def client_limiter(self, rate: RateLimit) -> MyLimiter:
         return MyLimiter(rate)
@@ -262,7 +258,8 @@ class MyBackend:
     def bind(self, credential_fingerprint: str) -> None:
         assert_type(credential_fingerprint, str)
 
-    def attach(self, gate: Gate) -> None:
+    def attach(self, gate: PauseTarget) -> None:
+        assert_type(gate.remaining(), float)
         self.gate = gate
 
     def pause(self, seconds: float) -> None:
@@ -282,6 +279,13 @@ class MySubclassBackend(LimiterBackend):
         return MyLimiter(rate)
 
 
+class NarrowBackend(MySubclassBackend):
+    """Wants more of the gate than a :class:`PauseTarget` promises: mypy refuses it."""
+
+    def attach(self, gate: MyBackend) -> None:  # type: ignore[override]
+        gate.gate = None
+
+
 class HalfBackend(LimiterBackend):
     """Forgets ``client_limiter`` and ``instance_limiter``: mypy refuses to make one."""
 
@@ -297,7 +301,7 @@ class WrongBackend:
 
     def bind(self, credential_fingerprint: str) -> None: ...
 
-    def attach(self, gate: Gate) -> None: ...
+    def attach(self, gate: PauseTarget) -> None: ...
 
     def pause(self, seconds: float) -> None: ...
 
@@ -310,5 +314,7 @@ async def backend() -> None:
         assert_type(client, PatchworksClient)
     async with PatchworksClient(api_key="key", limiter=MySubclassBackend()) as client:
         assert_type(client, PatchworksClient)
+    limiter: Limiter = MyLimiter(RateLimit("minute", 60))  # a user's limiter is a Limiter
+    assert_type(await MySubclassBackend().client_limiter(limiter.rate).acquire(), None)
     HalfBackend()  # type: ignore[abstract]
     PatchworksClient(api_key="key", limiter=WrongBackend())  # type: ignore[arg-type]
