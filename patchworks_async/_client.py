@@ -188,20 +188,12 @@ class PatchworksClient:
         return self._pipeline.transport
 
     @property
-    def _backend(self) -> LimiterBackend | None:
-        return self._pipeline.backend
-
-    @property
     def _telemetry(self) -> Telemetry | None:
         return self._pipeline.telemetry
 
     @property
     def _limits(self) -> Limits | None:
         return self._pipeline.rates.limits
-
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop | None:
-        return self._pipeline.rates.loop
 
     @property
     def _quota(self) -> QuotaTracker | None:

@@ -201,14 +201,11 @@ class _Instance:
     rate fields) keeps one small record for each instance it never calls again.
     """
 
-    __slots__ = ("_factory", "_limiter", "lock", "rate", "users")
+    __slots__ = ("_limiter", "lock", "rate", "users")
 
-    def __init__(
-        self, rate: RateLimit, limiter: Limiter | None, factory: type[StrictLimiter]
-    ) -> None:
+    def __init__(self, rate: RateLimit, limiter: Limiter | None) -> None:
         self.rate = rate
         self._limiter = limiter
-        self._factory = factory
         self.lock: asyncio.Lock | None = None
         self.users = 0
 
@@ -217,7 +214,7 @@ class _Instance:
         """The instance's limiter (made on first use, inside the running loop)."""
         limiter = self._limiter
         if limiter is None:
-            limiter = self._limiter = self._factory(self.rate)
+            limiter = self._limiter = StrictLimiter(self.rate)
         return limiter
 
     def change(self, rate: RateLimit, limiter: Limiter | None) -> None:
@@ -232,12 +229,11 @@ class InstanceRegistry:
     The least recently used idle entries go first; an entry in use is never dropped.
     """
 
-    def __init__(self, max_size: int, factory: type[StrictLimiter] | None = None) -> None:
+    def __init__(self, max_size: int) -> None:
         if max_size < 1:
             raise ValueError("max_instance_limiters must be at least 1")
         self.max_size = max_size
         self._entries: OrderedDict[str, _Instance] = OrderedDict()
-        self._factory = factory or StrictLimiter
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -265,7 +261,7 @@ class InstanceRegistry:
                 entry.change(rate, limiter)
             entries.move_to_end(connector)
             return
-        entries[connector] = _Instance(rate, limiter, self._factory)
+        entries[connector] = _Instance(rate, limiter)
         if len(entries) > self.max_size:
             self._evict()
 

@@ -11,10 +11,13 @@ of these, these tests say which, instead of the fake misbehaving in other tests.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import aiohttp
+import pytest
 from aiohttp import web
 
+from patchworks_async import _transport
 from patchworks_async.testing import _server
 
 
@@ -25,6 +28,20 @@ def _positional(function: object) -> list[str]:
 
 def test_connector_takes_a_socket_factory() -> None:
     assert "socket_factory" in inspect.signature(aiohttp.TCPConnector).parameters
+
+
+def test_bytes_payload_warns_just_above_our_largest_bytes_body() -> None:
+    # _transport sends a body above _LARGEST_BYTES_BODY through io.BytesIO: aiohttp
+    # warns about a bytes body only above that size (filterwarnings = error here).
+    largest = _transport._LARGEST_BYTES_BODY
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aiohttp.BytesPayload(b"x" * largest)
+        bigger = _transport._payload(b"x" * (largest + 1))
+    assert isinstance(bigger, aiohttp.BytesIOPayload)
+    assert isinstance(_transport._payload(b"{}"), aiohttp.BytesPayload)
+    with pytest.warns(ResourceWarning):
+        aiohttp.BytesPayload(b"x" * (largest + 1))
 
 
 def test_low_level_server_hooks_keep_their_signatures() -> None:

@@ -10,6 +10,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 from patchworks_async import RateLimit
+from patchworks_async import _limits as limits_module
 from patchworks_async._limits import (
     SAFETY_MARGIN,
     InFlight,
@@ -245,12 +246,17 @@ class _CountingFactory(StrictLimiter):
         super().__init__(rate)
 
 
-def test_learning_a_limit_makes_no_limiter_until_a_call_needs_it() -> None:
+def test_learning_a_limit_makes_no_limiter_until_a_call_needs_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A client may learn thousands of limits (one per reauthorise with rate fields):
-    # each is a small record until the instance is called again.
+    # each is a small record until the instance is called again. The limiters are
+    # counted by swapping the class the module makes them from (no factory= seam).
+    monkeypatch.setattr(limits_module, "StrictLimiter", _CountingFactory)
+
     async def main() -> tuple[int, int, int]:
         _CountingFactory.made = 0
-        registry = InstanceRegistry(100, factory=_CountingFactory)
+        registry = InstanceRegistry(100)
         for key in range(50):
             registry.set(str(key), RateLimit("second", 5))
         learnt = _CountingFactory.made

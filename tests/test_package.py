@@ -280,3 +280,20 @@ def test_every_type_a_backend_author_needs_is_public() -> None:
     )
     assert private == []
     assert {"Limiter", "PauseTarget"} <= set(patchworks_async.__all__)
+
+
+def test_dead_seams_stay_removed() -> None:
+    # Issue 13 (review): InstanceRegistry(factory=...) was passed by one test only,
+    # client._backend and client._loop were read by nobody, and aiohttp.payload is not
+    # aiohttp's public API (the transport imports its payloads from aiohttp itself).
+    import inspect
+
+    from patchworks_async import PatchworksClient
+    from patchworks_async._limits import InstanceRegistry
+
+    assert list(inspect.signature(InstanceRegistry).parameters) == ["max_size"]
+    assert [name for name in ("_backend", "_loop") if hasattr(PatchworksClient, name)] == []
+    aiohttp_modules = {
+        name for name in _imports(PACKAGE / "_transport.py") if name.startswith("aiohttp")
+    }
+    assert aiohttp_modules == {"aiohttp"}
