@@ -79,14 +79,27 @@ def test_pure_core_imports_neither_aiohttp_nor_asyncio() -> None:
                 assert _resolve(name, imported) in PURE, (name, imported)
 
 
-def test_only_the_transport_imports_aiohttp_in_the_client() -> None:
-    users = {
-        path.stem
-        for path in PACKAGE.glob("_*.py")
+def _aiohttp_users(package_dir: pathlib.Path = PACKAGE) -> set[str]:
+    """Every module of the package, at any depth, that imports aiohttp (or a submodule)."""
+    return {
+        path.relative_to(package_dir).as_posix()
+        for path in package_dir.rglob("*.py")
         if any(imported.split(".")[0] == "aiohttp" for imported in _imports(path))
     }
-    # _client names the session type as _transport.ClientSession (issue 13).
-    assert users == {"_transport"}
+
+
+def test_only_the_transport_and_the_fakes_adapter_import_aiohttp() -> None:
+    # Issue 13: the whole package, subpackages (cli/, redis/, testing/) included.
+    # _client names the session type as _transport.ClientSession.
+    assert _aiohttp_users() == {"_transport.py", "testing/_server.py"}
+
+
+def test_the_aiohttp_guard_looks_into_subpackages(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "_transport.py").write_text("import aiohttp\n")
+    (tmp_path / "cli" / "_app.py").write_text("def f() -> None:\n    from aiohttp import web\n")
+    (tmp_path / "cli" / "_other.py").write_text("import aiohttp_retry_lookalike\n")
+    assert _aiohttp_users(tmp_path) == {"_transport.py", "cli/_app.py"}
 
 
 def test_py_typed_ships() -> None:
