@@ -215,3 +215,63 @@ def test_the_request_check_can_fail() -> None:
     assert len(problems) == 2
     assert "week" in problems[0]
     assert "Security" in problems[1]
+
+
+# -- a fake that records nothing (issue 13, review) ---------------------------------------
+
+
+async def test_the_fixture_samples_a_fake_that_records_nothing() -> None:
+    # FakePatchworks(record=False) keeps no request; the autouse fixture hooks its model's
+    # handle at start, so that the requests are validated from a sample when the test ends.
+    fake = FakePatchworks(record=False)
+    assert "handle" not in vars(fake)
+    async with fake:
+        assert "handle" in vars(fake)
+
+
+@pytest.mark.spec_exempt(reason="sends an off-spec request to see the sample catch it")
+async def test_an_off_spec_request_to_a_fake_that_records_nothing_is_caught(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePatchworks(record=False)
+    sample = spec_conformance.sample_requests(fake, monkeypatch)
+    async with fake:
+        await _exchange(fake, session, "POST", "/api/v1/oauth/authenticate")
+        await _exchange(fake, session, "POST", "/api/v1/oauth/authorise", {"timezone": "UTC"})
+    assert fake.requests == []  # nothing recorded, and yet:
+    kept = spec_conformance.sampled(fake, sample)
+    assert [(r.method, r.path) for r in kept] == [
+        ("POST", "/api/v1/oauth/authenticate"),
+        ("POST", "/api/v1/oauth/authorise"),
+    ]
+    (problem,) = spec_conformance.request_problems(kept)
+    assert problem.startswith("POST /api/v1/oauth/authorise: ")
+
+
+def test_the_sample_is_bounded_and_spans_the_whole_run() -> None:
+    sample = spec_conformance.RequestSample(size=100)
+    for number in range(20_000):
+        sample.offer("PATCH", f"/api/v1/oauth/{number}/reauthorise", {"A": "b"}, b"{}")
+    numbers = sorted(int(request.path.split("/")[4]) for request in sample.kept)
+    assert (sample.seen, len(numbers), len(set(numbers))) == (20_000, 100, 100)
+    # Uniform over the run, not its first 100: each quarter holds some (seeded, so fixed).
+    assert all(any(q * 5_000 <= n < (q + 1) * 5_000 for n in numbers) for q in range(4))
+    assert sample.kept[0].headers == {"A": "b"}
+
+
+def test_a_hook_that_saw_nothing_fails_loudly() -> None:
+    fake = FakePatchworks(record=False)
+    fake.request_count = 3  # three requests arrived, none reached the hook
+    with pytest.raises(AssertionError, match="saw none of the 3 requests"):
+        spec_conformance.sampled(fake, spec_conformance.RequestSample())
+    fake.request_count = 0
+    assert spec_conformance.sampled(fake, spec_conformance.RequestSample()) == []
+
+
+def test_the_ci_script_requires_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    # .ci/run sets CI before the suite runs: there a missing spec fails, not skips.
+    script = (spec_conformance.ROOT / ".ci" / "run").read_text().splitlines()
+    first_suite = next(n for n, line in enumerate(script) if "-m pytest" in line)
+    assert "export CI=true" in script[:first_suite]
+    monkeypatch.setenv("CI", "true")
+    assert spec_conformance.must_have_spec()
