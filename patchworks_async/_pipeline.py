@@ -32,7 +32,7 @@ from ._errors import (
     TransportError,
 )
 from ._events import Event, EventHook, EventKind, log_event, logger
-from ._limits import Limits
+from ._limits import Limits, PacedInstance
 from ._ratecontrol import RateControl
 from ._retry import RetryPolicy, decide
 from ._sansio import Request
@@ -240,8 +240,12 @@ class Pipeline:
             auth = self.static_auth or await self._credential()
             try:
                 # Two ways, chosen here so that a call awaits one coroutine under this one.
-                if not observe and not limits.paced(request.connector) and limits.try_now(extra):
-                    return await self.attempt_now(limits, request, auth, tracker)
+                if not observe:
+                    if not limits.paced(request.connector):
+                        if limits.try_now(extra):
+                            return await self.attempt_now(limits, request, auth, tracker)
+                    elif (held := limits.try_paced_now(request.connector, extra)) is not None:
+                        return await self.attempt_now(limits, request, auth, tracker, held)
                 return await self.attempt(limits, request, attempt, observe, extra, auth, tracker)
             except PatchworksError as error:
                 if retry is None:
@@ -363,13 +367,19 @@ class Pipeline:
     # -- one attempt ---------------------------------------------------------------------------
 
     async def attempt_now(
-        self, limits: Limits, request: Request, auth: str, tracker: CallTracker | None
+        self,
+        limits: Limits,
+        request: Request,
+        auth: str,
+        tracker: CallTracker | None,
+        held: PacedInstance | None = None,
     ) -> dict[str, Any]:
         """The short attempt: the in-flight slot is taken already (``limits.try_now``).
 
-        Most calls' in a throughput run: nothing paces this call, an in-flight slot
-        was free and nobody listens for events, so there is no Slot, no clock read
-        and no event to build.
+        Most calls' in a throughput run: nothing made this call wait (or its
+        instance's limiter had room: ``held``, from ``limits.try_paced_now``), an
+        in-flight slot was free and nobody listens for events, so there is no Slot,
+        no clock read and no event to build.
         """
         if tracker is not None:
             tracker.sends += 1
@@ -382,7 +392,7 @@ class Pipeline:
                 request.body,
             )
         finally:
-            limits.release_now()
+            limits.release_now(held)
             if tracker is not None:
                 tracker.sending = False
         return self.judge(limits, request, raw, auth)

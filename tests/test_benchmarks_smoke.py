@@ -6,12 +6,15 @@ honest in the ordinary test run, in about two seconds.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _cli, _matrix, _overhead, _quota, _report, _stats
+import pytest
+
+from benchmarks import _cell, _cli, _matrix, _overhead, _quota, _report, _stats
 from benchmarks._process import Control, Server, server_process
 
 
@@ -90,6 +93,27 @@ def test_matrix_has_every_cell_once() -> None:
     ids = _matrix.Connectors("distinct", 3)
     assert [ids.take() for _ in range(4)] == ["0", "1", "2", "0"]
     assert ids.seen == 4
+
+
+def test_one_cell_is_named_as_the_matrix_prints_it_and_its_profile_is_tabled() -> None:
+    cell = _cell.parse_cell("c=16 gather one rated pool=default")
+    assert cell == _matrix.Cell(
+        concurrency=16, pattern="gather", connectors="one", body="rated", pool="default"
+    )
+    assert _cell.parse_cell(cell.label) == cell
+    with pytest.raises(argparse.ArgumentTypeError):
+        _cell.parse_cell("c=16 gather one")
+    raw = (
+        "main (benchmarks/_cell.py:9);call (patchworks_async/_pipeline.py:336) 3\n"
+        "main (benchmarks/_cell.py:9);call (patchworks_async/_pipeline.py:340);"
+        "send (patchworks_async/_transport.py:240) 1\n"
+    )
+    lines = _cell.profile_table(raw, calls=2, top=5)
+    assert lines[0].startswith("busy 4000.0 us/call (4 samples")  # 4 samples at 500/s, 2 calls
+    selfs = lines[lines.index(next(line for line in lines if "by self" in line)) + 1 :]
+    assert "75.0%" in selfs[0]
+    assert "call (_pipeline.py)" in selfs[0]
+    assert not any("main (_cell.py)" in line for line in lines)  # a root frame, left out
 
 
 def test_one_matrix_cell_against_the_server_process() -> None:

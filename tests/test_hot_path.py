@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from collections.abc import Mapping
+from typing import NoReturn
+
 import pytest
 from yarl import URL
 
 from patchworks_async import PatchworksClient, RateLimit, ReauthoriseRequest, RetryPolicy
+from patchworks_async._limits import Limits
 from patchworks_async._sansio import REQUEST_HEADERS
-from patchworks_async._transport import Timeout, Transport
+from patchworks_async._transport import RawResponse, Timeout, Transport
 from patchworks_async.testing import FakePatchworks
+from tests.virtual_time import run_virtual, sliding_window_max
 
 
 def _transport(base_url: str) -> Transport:
@@ -71,3 +78,55 @@ async def test_short_and_paced_paths_send_the_same_request(fake: FakePatchworks)
     assert (first.method, first.path, first.json) == (second.method, second.path, second.json)
     assert first.headers == second.headers
     assert first.headers["Authorization"] == fake.api_key
+
+
+async def test_a_paced_call_with_room_takes_no_slot(
+    fake: FakePatchworks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connector = fake.add_instance("7")
+    rated = ReauthoriseRequest(rate_limit_unit="second", rate_limit_duration=1000)
+    async with PatchworksClient(
+        base_url=fake.url, api_key=fake.api_key, rate_limit=None, retry=RetryPolicy.disabled()
+    ) as client:
+        await client.oauth.reauthorise(connector, rated)  # learns the instance's limit
+
+        def no_slot(*_args: object, **_kwargs: object) -> NoReturn:
+            raise AssertionError("the paced call with room went through a Slot")
+
+        monkeypatch.setattr(Limits, "slot", no_slot)
+        await client.oauth.reauthorise(connector, rated)
+        await client.oauth.reauthorise(connector, rated)
+    assert len(fake.requests) == 3
+
+
+def test_unobserved_calls_on_a_paced_instance_are_still_spaced() -> None:
+    # The short paced way takes the instance's grant only when its bucket has room:
+    # calls beyond the rate wait in a Slot, as before (virtual time, transport stubbed).
+    rate = RateLimit("second", 5)
+    request = ReauthoriseRequest(rate_limit_unit=rate.unit, rate_limit_duration=rate.duration)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+
+        async def send(
+            _method: str, url: str, _headers: Mapping[str, str], _body: bytes | None
+        ) -> RawResponse:
+            sent.append(loop.time())
+            return RawResponse(200, {}, b'{"id": "7"}', url)
+
+        async with PatchworksClient(
+            base_url="https://core.example", api_key="k", rate_limit=None
+        ) as client:
+            client._pipeline.transport.send = send  # type: ignore[method-assign, assignment]  # the stub
+            client.set_instance_rate_limit("7", rate)
+            await asyncio.gather(*(client.oauth.reauthorise("7", request) for _ in range(6)))
+            for _ in range(6):
+                await client.oauth.reauthorise("7", request)
+        return sent
+
+    sent = run_virtual(main)
+    assert len(sent) == 12
+    assert sliding_window_max(sent, rate.period) <= rate.duration
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert min(gaps) > rate.interval / 2  # never two at once (the slack is a small credit)

@@ -351,3 +351,80 @@ def test_unbound_instance_waits_for_a_slot_without_its_lock() -> None:
         return peak, lock_seen_held, limits.instances._entries["a"].users
 
     assert run_virtual(main) == (1, False, 0)
+
+
+def test_take_now_counts_as_acquire_does() -> None:
+    # take_now is aiolimiter's acquire() without the coroutine: the bucket of one limiter
+    # taken from with take_now and of a twin awaited on must agree on every grant.
+    rate = RateLimit("second", 3)
+
+    async def main() -> list[tuple[bool, bool]]:
+        taken, awaited = StrictLimiter(rate), StrictLimiter(rate)
+        seen: list[tuple[bool, bool]] = []
+        for _ in range(8):
+            room = awaited.ready()
+            if room:
+                await awaited.acquire()
+            seen.append((taken.take_now(), room))
+            assert taken.ready() == awaited.ready()
+            await asyncio.sleep(0.1)
+        return seen
+
+    seen = run_virtual(main)
+    assert [got for got, _ in seen] == [room for _, room in seen]
+    assert True in [got for got, _ in seen]
+    assert False in [got for got, _ in seen]
+
+
+@pytest.mark.parametrize(
+    "blocker",
+    ["client limiter", "pause", "extra bound", "no slot", "lock held", "bucket full", "unpaced"],
+)
+def test_try_paced_now_only_when_neither_limiter_nor_slot_would_wait(blocker: str) -> None:
+    async def main() -> None:
+        limits = _limits(RateLimit("second", 5) if blocker == "client limiter" else None, 1)
+        if blocker != "unpaced":
+            limits.instances.set("a", RateLimit("second", 1))
+        extra = asyncio.Semaphore(1) if blocker == "extra bound" else None
+        if blocker == "pause":
+            limits.gate.pause(1.0)
+        if blocker == "no slot":
+            assert limits.try_now(None)
+        if blocker == "lock held":
+            entry = limits.instances.checkout("a")
+            assert entry is not None
+            assert entry.lock is not None
+            await entry.lock.acquire()
+        if blocker == "bucket full":
+            entry = limits.instances.peek("a")
+            assert entry is not None
+            await entry.limiter.acquire()
+        users = 1 if blocker == "lock held" else 0
+        assert limits.try_paced_now("a", extra) is None
+        # Nothing held: the in-flight slot is free (unless the test took it) and the
+        # entry is not marked in use.
+        assert limits._in_flight.try_take() is (blocker != "no slot")
+        entry = limits.instances.peek("a")
+        assert entry is None or entry.users == users
+
+    run_virtual(main)
+
+
+def test_try_paced_now_takes_the_grant_and_the_slot_until_release_now() -> None:
+    async def main() -> None:
+        limits = _limits(None, 1)
+        limits.instances.set("a", RateLimit("second", 1))
+        entry = limits.try_paced_now("a", None)
+        assert entry is not None
+        assert entry.users == 1
+        assert not limits.try_now(None)  # the one in-flight slot is held
+        limits.release_now(entry)
+        assert entry.users == 0
+        # Counted: the bucket (one a second) has no room until the second is over.
+        assert limits.try_paced_now("a", None) is None
+        await asyncio.sleep(1.1)
+        again = limits.try_paced_now("a", None)
+        assert again is entry
+        limits.release_now(again)
+
+    run_virtual(main)

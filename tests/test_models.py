@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
+import attrs
 import pytest
 
 from patchworks_async import (
@@ -210,3 +212,21 @@ def test_unknown_variable_keys_are_refused_not_dropped() -> None:
         )
     assert info.value.field == "variables[0].description"  # the path as written (issue 11)
     assert "description" in str(info.value)
+
+
+def test_a_requests_rate_limit_is_built_once_and_stays_out_of_its_value() -> None:
+    # Asked on every reauthorise with rate fields: the same RateLimit each time, so the
+    # limiter registry knows it by identity. Cached outside the fields: equality, repr,
+    # evolve and pickling see only the fields.
+    rated = ReauthoriseRequest(rate_limit_unit="hour", rate_limit_duration=5)
+    assert rated.rate_limit is rated.rate_limit
+    authorise = AuthoriseRequest(**REQUIRED)
+    assert authorise.rate_limit is authorise.rate_limit
+    assert rated == ReauthoriseRequest(rate_limit_unit="hour", rate_limit_duration=5)
+    assert "rate_limit=" not in repr(rated)
+    changed = attrs.evolve(rated, rate_limit_duration=6)
+    assert changed.rate_limit == RateLimit("hour", 6)
+    copied = pickle.loads(pickle.dumps(rated))  # noqa: S301  # our own bytes, just made
+    assert copied == rated
+    assert copied.rate_limit == rated.rate_limit
+    assert unstructure(rated) == {"rate_limit_unit": "hour", "rate_limit_duration": 5}
