@@ -14,6 +14,8 @@ No event loop and no clock here: ``now`` is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class UnreachableHost:
     """The state: consecutive failed calls, and until when calls fail fast."""
@@ -38,6 +40,19 @@ class UnreachableHost:
             True while the host is deemed unreachable.
         """
         return now < self._open_until
+
+    def is_open_now(self, clock: Callable[[], float]) -> bool:
+        """``is_open(clock())``, reading the clock only once calls have ever failed fast.
+
+        Every call asks; a host never deemed unreachable costs no clock read.
+
+        Args:
+            clock: the caller's monotonic clock (``loop.time``).
+
+        Returns:
+            True while the host is deemed unreachable.
+        """
+        return bool(self._open_until) and clock() < self._open_until
 
     def answered(self) -> None:
         """The host gave an HTTP answer (any status): the run of failures ends."""

@@ -228,7 +228,7 @@ class Pipeline:
         retry: _Retry | None = None  # made at the first failure: most calls never need one
         attempt = 0
         while True:
-            if unreachable is not None and unreachable.is_open(loop.time()):
+            if unreachable is not None and unreachable.is_open_now(loop.time):
                 raise self.fail_fast(request, tracker)
             attempt += 1
             if tracker is not None:

@@ -237,6 +237,18 @@ async def test_one_calls_retries_do_not_trip_it() -> None:
     assert type(info.value) is TransportError  # 6 attempts of ONE call: not tripped
 
 
+def test_a_host_never_deemed_unreachable_costs_no_clock_read() -> None:
+    state = UnreachableHost(threshold=1, cooldown=10.0)
+
+    def no_clock() -> float:
+        raise AssertionError("the clock was read")
+
+    assert not state.is_open_now(no_clock)  # every call asks: no clock read
+    assert state.failed(1, now=5.0)
+    assert state.is_open_now(lambda: 14.9)
+    assert not state.is_open_now(lambda: 15.0)
+
+
 @pytest.mark.parametrize("value", [0, -1, True, 2.5, "8"])
 def test_bad_unreachable_after_is_refused(value: Any) -> None:
     with pytest.raises(InvalidRequestError) as info:
