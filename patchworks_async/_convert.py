@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import cattrs
 import orjson
+from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter
 
@@ -24,6 +25,7 @@ from ._errors import InvalidRequestError
 from .models import (
     AuthoriseRequest,
     ErrorResponse,
+    RateLimitUnit,
     ReauthoriseRequest,
     Variable,
 )
@@ -75,6 +77,11 @@ def _make_converter() -> cattrs.Converter:
     converter = make_converter(forbid_extra_keys=False)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(int, _strict_int)
+    # The models' scalar fields are already checked and already JSON (orjson writes a
+    # RateLimitUnit as its value): an identity hook lets the generated unstructure
+    # function copy them inline, with no call per field (about 0.35 us a request).
+    for scalar in (str | None, int | None, RateLimitUnit, RateLimitUnit | None):
+        converter.register_unstructure_hook(scalar, identity)
     for cls in (AuthoriseRequest, ReauthoriseRequest, Variable):
         converter.register_unstructure_hook(cls, _omit_none_hook(converter, cls))
     return converter

@@ -8,9 +8,17 @@ from collections.abc import Mapping
 from typing import NoReturn
 
 import pytest
+from cattrs.fns import identity
 from yarl import URL
 
-from patchworks_async import PatchworksClient, RateLimit, ReauthoriseRequest, RetryPolicy
+from patchworks_async import (
+    PatchworksClient,
+    RateLimit,
+    RateLimitUnit,
+    ReauthoriseRequest,
+    RetryPolicy,
+    _convert,
+)
 from patchworks_async._limits import Limits
 from patchworks_async._sansio import REQUEST_HEADERS
 from patchworks_async._transport import RawResponse, Timeout, Transport
@@ -130,3 +138,13 @@ def test_unobserved_calls_on_a_paced_instance_are_still_spaced() -> None:
     assert sliding_window_max(sent, rate.period) <= rate.duration
     gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
     assert min(gaps) > rate.interval / 2  # never two at once (the slack is a small credit)
+
+
+def test_request_scalars_are_copied_inline_when_unstructured() -> None:
+    # Identity hooks: cattrs' generated function copies checked scalars with no call per
+    # field; the body is the same (orjson writes the unit enum as its value).
+    for scalar in (str | None, int | None, RateLimitUnit, RateLimitUnit | None):
+        assert _convert._CONVERTER.get_unstructure_hook(scalar) is identity
+    request = ReauthoriseRequest(timezone="UTC", rate_limit_unit="hour", rate_limit_duration=5)
+    body = _convert.encode_json(_convert.unstructure(request))
+    assert body == b'{"timezone":"UTC","rate_limit_unit":"hour","rate_limit_duration":5}'
