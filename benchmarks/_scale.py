@@ -75,7 +75,7 @@ async def _run(
             recent = [*recent[-(window - 1) :], (cpu / size, size / wall)]
             if seen in checkpoints:
                 gc.collect()
-                limits = client._limits
+                limits = client._pipeline.rates.limits
                 rows.append(
                     {
                         "instances_seen": seen,

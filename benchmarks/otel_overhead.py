@@ -69,7 +69,7 @@ async def run(
             async def send(*_: object) -> RawResponse:
                 return answer
 
-            client._transport.send = send  # type: ignore[method-assign,assignment]  # a stub
+            client._pipeline.transport.send = send  # type: ignore[method-assign,assignment]  # a stub
         await asyncio.gather(*(client.oauth.reauthorise("0", REQUEST) for _ in range(concurrency)))
         calls = 0
         deadline = time.monotonic() + seconds

@@ -111,9 +111,7 @@ async def _send_one(
     started = time.monotonic()
     try:
         result = Instance(await pipeline.call(built, slots, tracker))
-        new_rate = request.rate_limit
-        if new_rate is not None and built.connector is not None:
-            pipeline.set_instance_rate_limit(built.connector, new_rate)
+        pipeline.learn_rate(built.connector, request.rate_limit)
     except PatchworksError as error:
         # Judged here, in the same step as the call's end: its slot is already free,
         # and a call woken by it must be cancelled before it can run and be sent.
@@ -194,15 +192,17 @@ class _Job:
         telemetry = pipeline.telemetry
         self.otel = telemetry.bulk_job() if telemetry is not None else None
 
+    def _refuse(self, index: int, connector: Any, error: PatchworksError) -> None:
+        """Queue the outcome of an item not sent (bad input, a duplicate), and trace it."""
+        if self.otel is not None:  # OpenTelemetry hook: refused, nothing sent
+            self.otel.refused("reauthorise", error)
+        self.finished.put_nowait(ReauthoriseFailure(connector=connector, error=error, index=index))
+
     def start(self, index: int, item: object) -> None:
         """Start the item's call, or queue its outcome at once (bad input, a duplicate)."""
         connector, built, request = _build(index, item)
         if isinstance(built, PatchworksError):
-            if self.otel is not None:  # OpenTelemetry hook: refused input, nothing sent
-                self.otel.refused("reauthorise", built)
-            self.finished.put_nowait(
-                ReauthoriseFailure(connector=connector, error=built, index=index)
-            )
+            self._refuse(index, connector, built)
             return
         key = built.connector
         seen = self.seen
@@ -212,11 +212,7 @@ class _Job:
                     f"item {index}: connector {key!r} came earlier in this input; sent once",
                     connector=key,
                 )
-                if self.otel is not None:  # OpenTelemetry hook: not sent
-                    self.otel.refused("reauthorise", duplicate)
-                self.finished.put_nowait(
-                    ReauthoriseFailure(connector=connector, error=duplicate, index=index)
-                )
+                self._refuse(index, connector, duplicate)
                 return
             seen.add(key)
         tracker = CallTracker()

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import Final, Self
 
 from . import _constants, _sansio
-from ._adaptive import AdaptiveQuota, QuotaTracker
+from ._adaptive import AdaptiveQuota
 from ._backend import LimiterBackend
 from ._config import ClientConfig
 from ._errors import EventLoopError
 from ._events import EventHook
-from ._limits import Limits
 from ._oauth import OAuth
 from ._otel import make_telemetry
 from ._pipeline import Pipeline
 from ._ratelimit import RateLimitState
 from ._retry import RetryPolicy
-from ._transport import ClientSession, Timeout, Transport
+from ._transport import ClientSession, Timeout
 from .models import Login, RateLimit
-
-if TYPE_CHECKING:
-    from ._auth import Auth
-    from ._telemetry import Telemetry
 
 _DEFAULT_RATE_LIMIT: Final = RateLimit("minute", _constants.DEFAULT_QUOTA_PER_MINUTE)
 _DEFAULT_RETRY: Final = RetryPolicy()
@@ -127,7 +121,7 @@ class PatchworksClient:
         self._pipeline = Pipeline(self._config)
         self.oauth = OAuth(self._pipeline)
         # -- OpenTelemetry hook (_otel.py): None unless asked for, so the off path pays nothing.
-        telemetry = make_telemetry(self, self._config.telemetry)
+        telemetry = make_telemetry(self._pipeline, self._config.telemetry)
         if telemetry is not None:
             self._pipeline.observe_with(telemetry)
 
@@ -176,46 +170,6 @@ class PatchworksClient:
     @on_event.setter
     def on_event(self, hook: EventHook | None) -> None:
         self._pipeline.on_event = hook
-
-    # -- the pipeline's state, by its old names (tests and ``_telemetry`` read them) ----------
-
-    @property
-    def _auth(self) -> Auth:
-        return self._pipeline.auth
-
-    @property
-    def _transport(self) -> Transport:
-        return self._pipeline.transport
-
-    @property
-    def _telemetry(self) -> Telemetry | None:
-        return self._pipeline.telemetry
-
-    @property
-    def _limits(self) -> Limits | None:
-        return self._pipeline.rates.limits
-
-    @property
-    def _quota(self) -> QuotaTracker | None:
-        return self._pipeline.rates.quota
-
-    @property
-    def _pending_rates(self) -> dict[str, RateLimit | None]:
-        return self._pipeline.rates.pending_rates
-
-    @property
-    def _rate_limit_state(self) -> RateLimitState | None:
-        return self._pipeline.rates.rate_limit_state
-
-    @property
-    def _latest_headers(self) -> tuple[Mapping[str, str], float] | None:
-        return self._pipeline.rates.latest_headers
-
-    def _limits_in(self, loop: asyncio.AbstractEventLoop) -> Limits:
-        return self._pipeline.limits_in(loop)
-
-    def _headers_for(self, auth: str, base: Mapping[str, str]) -> Mapping[str, str]:
-        return self._pipeline.headers_for(auth, base)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -284,7 +238,7 @@ class PatchworksClient:
         Raises:
             InvalidRequestError: a bad connector or a value that is not a RateLimit.
         """
-        self._pipeline.set_instance_rate_limit(connector, rate_limit)
+        self._pipeline.rates.set_instance_rate_limit(connector, rate_limit)
 
     def instance_rate_limit(self, connector: str | int) -> RateLimit | None:
         """The limit the client paces an instance at, or ``None`` when it does not pace it.

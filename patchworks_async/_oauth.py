@@ -57,17 +57,15 @@ class OAuth:
             InvalidRequestError: ``request`` is not an AuthoriseRequest (nothing sent).
             PatchworksError: any other error of the package.
         """
+        pipeline = self._pipeline
         try:
             built = _sansio.build_authorise(request)
         except InvalidRequestError as error:
-            if self._pipeline.telemetry is not None:  # OpenTelemetry hook: refused input
-                self._pipeline.telemetry.refused("authorise", error)
+            pipeline.refused("authorise", error)
             raise
         # One copy of the decoded dict, at C speed; no second decode, no converter.
-        result = Instance(await self._pipeline.call(built))
-        instance_id = result.id
-        if instance_id is not None:
-            self._pipeline.set_instance_rate_limit(instance_id, request.rate_limit)
+        result = Instance(await pipeline.call(built))
+        pipeline.learn_rate(result.id, request.rate_limit)
         return result
 
     async def woo_app_auth(self) -> dict[str, Any]:
@@ -103,17 +101,15 @@ class OAuth:
             EventLoopError: the client serves another event loop (nothing sent).
             PatchworksError: any other error of the package.
         """
+        pipeline = self._pipeline
         body = request if request is not None else ReauthoriseRequest()
         try:
             built = _sansio.build_reauthorise(connector, body)
         except InvalidRequestError as error:
-            if self._pipeline.telemetry is not None:  # OpenTelemetry hook: refused input
-                self._pipeline.telemetry.refused("reauthorise", error)
+            pipeline.refused("reauthorise", error)
             raise
-        result = Instance(await self._pipeline.call(built))
-        new_rate = body.rate_limit
-        if new_rate is not None and built.connector is not None:
-            self._pipeline.set_instance_rate_limit(built.connector, new_rate)
+        result = Instance(await pipeline.call(built))
+        pipeline.learn_rate(built.connector, body.rate_limit)
         return result
 
     # Over 40 lines only by its docstring (public API); the body is one call.

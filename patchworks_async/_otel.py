@@ -18,8 +18,10 @@ Hook points (kept few, so that the call loop can move without them):
   ``RESPONSE`` / ``RETRY`` / ``GAVE_UP`` events the pipeline already emits.
 - ``Pipeline.attempt``: ``sent`` (the limiter waits, the ``traceparent``
   header) and ``received`` (the status and request id).
-- ``OAuth.authorise`` / ``OAuth.reauthorise`` and the bulk job's items: ``refused``
-  (input refused before anything was sent).
+- ``Pipeline.refused`` (called by ``OAuth.authorise`` / ``OAuth.reauthorise``) and the
+  bulk job's items: ``refused`` (input refused before anything was sent).
+- The gauges observe each client's ``Pipeline`` and its ``RateControl`` (read-only,
+  through the ``ObservedPipeline`` Protocol), held weakly.
 - ``reauthorise_many``: ``bulk_job`` (one parent span for the job's item spans).
 """
 
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from ._telemetry import ObservedClient, Telemetry
+    from ._telemetry import ObservedPipeline, Telemetry
 
 INSTALL_HINT = "pip install 'patchworks-async[otel]'"
 
@@ -111,11 +113,11 @@ def check_telemetry(
     return TelemetrySettings(enabled=True, tracer_provider=tracer, meter_provider=meter)
 
 
-def make_telemetry(client: ObservedClient, settings: TelemetrySettings) -> Telemetry | None:
+def make_telemetry(pipeline: ObservedPipeline, settings: TelemetrySettings) -> Telemetry | None:
     """The client's telemetry, built from its checked settings; ``None`` when it is off.
 
     Args:
-        client: the client whose calls are traced and whose limits are observed.
+        pipeline: the client's pipeline, whose calls are traced and whose limits are observed.
         settings: the configuration's :class:`TelemetrySettings`.
 
     Returns:
@@ -126,5 +128,5 @@ def make_telemetry(client: ObservedClient, settings: TelemetrySettings) -> Telem
     from ._telemetry import Telemetry  # here: an optional extra, importable once checked
 
     return Telemetry(
-        client, tracer_provider=settings.tracer_provider, meter_provider=settings.meter_provider
+        pipeline, tracer_provider=settings.tracer_provider, meter_provider=settings.meter_provider
     )

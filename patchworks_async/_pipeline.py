@@ -8,7 +8,10 @@ send) and :meth:`Pipeline.judge` (the limits learnt from the answer by
 :meth:`Pipeline.retry_delay` (``_retry.decide``), which says how long to wait or
 raises (a call's short way, unpaced and unobserved, is :meth:`Pipeline.attempt_now`).
 Every event goes through :meth:`Pipeline.emit`. ``_oauth`` and ``_bulk``
-call this module; it knows nothing of the client that wires it.
+call this module (``call``; ``learn_rate`` after a success, the one rule by which a
+call's rate fields pace its instance; ``refused`` for input refused before sending);
+it knows nothing of the client that wires it, and the telemetry observes it (and its
+``rates``) directly.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ._config import ClientConfig
 from ._errors import (
     AuthenticationError,
     HostUnreachableError,
+    InvalidRequestError,
     PatchworksError,
     RateLimitError,
     TransportError,
@@ -95,10 +99,11 @@ class Pipeline:
         self.quota = rates.quota
         self.limits: Limits | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        # Bound once, for the same reason (judge learns from every answer's headers;
-        # every reauthorise with rate fields sets its instance's limit).
+        # Bound once, for the same reason: judge learns from every answer's headers, and
+        # every successful authorise or reauthorise (bulk items too) learns its
+        # instance's rate through ``learn_rate`` (``RateControl.learn_rate``).
         self.observe_limits = rates.observe_limits
-        self.set_instance_rate_limit = rates.set_instance_rate_limit
+        self.learn_rate = rates.learn_rate
         # An API key or a caller's token never changes: kept after its first use, so
         # a call awaits nothing for it. A login's token is asked for on every attempt.
         self.static_auth: str | None = None
@@ -108,13 +113,7 @@ class Pipeline:
         self.telemetry: Telemetry | None = None
 
     def limits_in(self, loop: asyncio.AbstractEventLoop) -> Limits:
-        """The limits, built in ``loop`` at the first call; any other loop is refused.
-
-        Args:
-            loop: the running loop.
-
-        Returns:
-            The limits of this client (``RateControl.limits_in``).
+        """``RateControl.limits_in(loop)``, kept with its loop for the call path's one check.
 
         Raises:
             EventLoopError: the client already serves another event loop.
@@ -157,8 +156,9 @@ class Pipeline:
     ) -> None:
         """Tell the DEBUG log, the telemetry and the ``on_event`` hook about one stage.
 
-        The one event path: callers check ``observe`` first, so an unobserved call
-        builds no event.
+        The one event path. The call path emits only when its ``observe`` flag
+        (``hooked()``, read once per call) is set, so an unobserved call builds no
+        event. The keywords are the stage's own figures (see :class:`Event`).
         """
         hook = self.on_event
         telemetry = self.telemetry
@@ -182,6 +182,19 @@ class Pipeline:
             telemetry.on_event(event)
         if hook is not None:
             hook(event)
+
+    def refused(self, operation: str, error: InvalidRequestError) -> None:
+        """Report a call refused before anything was sent (bad input) to the telemetry.
+
+        ``OAuth``'s calls report their refused input here (a bulk job's items are
+        reported under the job's span: ``_bulk``). No event is emitted: no attempt was made.
+
+        Args:
+            operation: the call's name (``"reauthorise"``).
+            error: the error about to be raised; only its class name is recorded.
+        """
+        if self.telemetry is not None:  # OpenTelemetry hook: a span with no attempt
+            self.telemetry.refused(operation, error)
 
     def gave_up(
         self,

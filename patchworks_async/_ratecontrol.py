@@ -29,7 +29,7 @@ from ._config import ClientConfig, check_rate_limit
 from ._errors import EventLoopError, RateLimitError
 from ._limits import AdaptiveLimiter, InstanceRegistry, Limiter, Limits, StrictLimiter
 from ._ratelimit import RateLimitState, parse_rate_limit_headers, parse_retry_after, read_quota
-from .models import RateLimit
+from .models import Connector, RateLimit
 
 if TYPE_CHECKING:
     from ._sansio import Request
@@ -58,6 +58,7 @@ class RateControl:
         self.transport = transport
         self.retry = config.retry
         self.backend = config.backend
+        self.rate_limit = config.rate_limit  # the configured client-wide limit
         # Pure, so made now; the limiter that follows it is made inside the loop.
         self.quota = _quota_of(config)
         # Built lazily inside the running loop (aiolimiter and asyncio objects belong to one).
@@ -83,6 +84,34 @@ class RateControl:
         now = self.loop.time() if self.loop is not None else self.quota.last_seen
         return attrs.evolve(state, quota=self.quota.figures(now))
 
+    def learn_rate(self, connector: Connector | None, rate_limit: RateLimit | None) -> None:
+        """After a call succeeded: its instance is paced at the rate fields the call sent.
+
+        The one rule for ``authorise`` (the new instance's id, from the answer),
+        ``reauthorise`` and each bulk item (the connector called): the limit is
+        learnt only once the server accepted it. Without rate fields (``None``), or
+        without an id, nothing changes.
+
+        Args:
+            connector: the instance the call created or changed, or ``None``.
+            rate_limit: the rate the call sent, or ``None``.
+
+        Raises:
+            InvalidRequestError: an id the answer gave that is not a valid connector.
+        """
+        if rate_limit is None or connector is None:
+            return
+        limits = self.limits
+        if (
+            limits is not None
+            and type(connector) is str
+            and limits.instances.refresh(connector, rate_limit)
+        ):
+            # A known instance keeping its limit (every reauthorise with rate fields
+            # says it again): the id was checked when it was learnt, nothing changes.
+            return
+        self.set_instance_rate_limit(connector, rate_limit)
+
     def set_instance_rate_limit(self, connector: str | int, rate_limit: RateLimit | None) -> None:
         """Pace calls on one instance at ``rate_limit`` (``PatchworksClient``'s method).
 
@@ -93,16 +122,6 @@ class RateControl:
         Raises:
             InvalidRequestError: a bad connector or a value that is not a RateLimit.
         """
-        limits = self.limits
-        if (
-            limits is not None
-            and type(connector) is str
-            and type(rate_limit) is RateLimit
-            and limits.instances.refresh(connector, rate_limit)
-        ):
-            # A known instance keeping its limit (every reauthorise with rate fields
-            # says it again): the id was checked when it was learnt, nothing changes.
-            return
         key = _sansio.connector_key(connector)
         rate_limit = check_rate_limit(rate_limit)
         if self.limits is None:

@@ -52,25 +52,35 @@ if TYPE_CHECKING:
     from ._transport import RawResponse
     from .models import RateLimit
 
-    class ObservedClient(Protocol):
-        """What the telemetry reads of a client (``PatchworksClient``; no import of it)."""
+    class ObservedRates(Protocol):
+        """What the gauges read of a client's rate control (``_ratecontrol.RateControl``)."""
+
+        @property
+        def rate_limit(self) -> RateLimit | None: ...
+        @property
+        def quota(self) -> QuotaTracker | None: ...
+        @property
+        def limits(self) -> Limits | None: ...
+        @property
+        def pending_rates(self) -> Mapping[str, RateLimit | None]: ...
+        @property
+        def rate_limit_state(self) -> RateLimitState | None: ...
+        @property
+        def latest_headers(self) -> tuple[Mapping[str, str], float] | None: ...
+
+    class ObservedPipeline(Protocol):
+        """What the telemetry reads of the pipeline it observes (``_pipeline.Pipeline``).
+
+        A Protocol, not an import: ``_pipeline`` imports this module's types, and the
+        telemetry reads only these public attributes, never the client's.
+        """
 
         @property
         def base_url(self) -> str: ...
         @property
-        def rate_limit(self) -> RateLimit | None: ...
+        def telemetry(self) -> Telemetry | None: ...
         @property
-        def _telemetry(self) -> Telemetry | None: ...
-        @property
-        def _latest_headers(self) -> tuple[Mapping[str, str], float] | None: ...
-        @property
-        def _rate_limit_state(self) -> RateLimitState | None: ...
-        @property
-        def _quota(self) -> QuotaTracker | None: ...
-        @property
-        def _limits(self) -> Limits | None: ...
-        @property
-        def _pending_rates(self) -> dict[str, RateLimit | None]: ...
+        def rates(self) -> ObservedRates: ...
 
     class CallFunction(Protocol):
         """The signature of ``Pipeline.call``."""
@@ -196,14 +206,14 @@ class Telemetry:
     # Over 40 lines: one instrument a few lines, each declared with its name and unit.
     def __init__(
         self,
-        client: ObservedClient,
+        pipeline: ObservedPipeline,
         *,
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
     ) -> None:
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
-        parts = urlsplit(client.base_url)
+        parts = urlsplit(pipeline.base_url)
         self.server: Attributes = {"server.address": parts.hostname or ""}
         if parts.port is not None:
             self.server["server.port"] = parts.port
@@ -235,7 +245,7 @@ class Telemetry:
         )
         #: Requests sent and not yet answered: observed (``_Gauges``), not counted per call.
         self.in_flight = 0
-        _gauges_of(meter).add(client)
+        _gauges_of(meter).add(pipeline)
 
     # -- the call span ---------------------------------------------------------------------
 
@@ -540,12 +550,13 @@ class _Gauges:
     """The learnt limits of every client of one meter, as observable gauges.
 
     One per meter, because the SDK keeps only the first callbacks registered under an
-    instrument name: a second client's gauges would be silently lost. Clients are
-    held weakly, so a meter (which lives as long as its provider) keeps none alive.
+    instrument name: a second client's gauges would be silently lost. Each client is
+    observed through its pipeline, held weakly, so a meter (which lives as long as its
+    provider) keeps none alive.
     """
 
     def __init__(self, meter: Meter) -> None:
-        self._clients: weakref.WeakSet[ObservedClient] = weakref.WeakSet()
+        self._pipelines: weakref.WeakSet[ObservedPipeline] = weakref.WeakSet()
         meter.create_observable_gauge(
             "patchworks.client.rate_limit",
             callbacks=[self._rates],
@@ -571,23 +582,24 @@ class _Gauges:
             description="The server's last X-RateLimit-Remaining.",
         )
 
-    def add(self, client: ObservedClient) -> None:
-        self._clients.add(client)
+    def add(self, pipeline: ObservedPipeline) -> None:
+        self._pipelines.add(pipeline)
 
-    def _each(self) -> Iterable[tuple[ObservedClient, Attributes]]:
+    def _each(self) -> Iterable[tuple[ObservedPipeline, Attributes]]:
         try:
-            clients = list(self._clients)
+            pipelines = list(self._pipelines)
         except RuntimeError:  # a client was made (in the loop's thread) during the copy
             return
-        for client in clients:
-            telemetry = client._telemetry
+        for pipeline in pipelines:
+            telemetry = pipeline.telemetry
             if telemetry is not None:
-                yield client, telemetry.server
+                yield pipeline, telemetry.server
 
     def _rates(self, options: CallbackOptions) -> Iterable[Observation]:
         observations: list[Observation] = []
-        for client, server in self._each():
-            client_wide = _client_rate(client)
+        for pipeline, server in self._each():
+            rates = pipeline.rates
+            client_wide = _client_rate(rates)
             if client_wide is not None:
                 per_second, source = client_wide
                 attributes = {
@@ -596,7 +608,7 @@ class _Gauges:
                     "patchworks.limit_source": source,
                 }
                 observations.append(Observation(per_second, attributes))
-            for connector, per_second in _instance_rates(client):
+            for connector, per_second in _instance_rates(rates):
                 observations.append(
                     Observation(
                         per_second,
@@ -612,8 +624,8 @@ class _Gauges:
     def _active(self, options: CallbackOptions) -> Iterable[Observation]:
         # Summed by server: two clients of one server must not hide each other's requests.
         totals: dict[tuple[tuple[str, Any], ...], int] = {}
-        for client, server in self._each():
-            telemetry = client._telemetry
+        for pipeline, server in self._each():
+            telemetry = pipeline.telemetry
             key = tuple(sorted(server.items()))
             totals[key] = totals.get(key, 0) + (telemetry.in_flight if telemetry else 0)
         return [Observation(count, dict(key)) for key, count in totals.items()]
@@ -621,51 +633,54 @@ class _Gauges:
     def _quota_limit(self, options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(state.limit, server)
-            for client, server in self._each()
-            if (state := _server_figures(client)) is not None and state.limit is not None
+            for pipeline, server in self._each()
+            if (state := _server_figures(pipeline.rates)) is not None and state.limit is not None
         ]
 
     def _quota_remaining(self, options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(state.remaining, server)
-            for client, server in self._each()
-            if (state := _server_figures(client)) is not None and state.remaining is not None
+            for pipeline, server in self._each()
+            if (state := _server_figures(pipeline.rates)) is not None
+            and state.remaining is not None
         ]
 
 
-# The gauges' callbacks run in the exporter's thread: they read the client's state and
-# change nothing (``rate_limit_state`` would: it parses the latest headers in place).
+# The gauges' callbacks run in the exporter's thread: they read the rate control's state
+# and change nothing (``current_rate_limit_state`` would: it parses the latest headers in
+# place).
 
 
-def _server_figures(client: ObservedClient) -> RateLimitState | None:
+def _server_figures(rates: ObservedRates) -> RateLimitState | None:
     """The figures of the latest response's rate-limit headers, parsed here."""
-    latest = client._latest_headers
+    latest = rates.latest_headers
     if latest is None:
-        return client._rate_limit_state
+        return rates.rate_limit_state
     headers, seen = latest
     return parse_rate_limit_headers(headers, now=seen)
 
 
-def _client_rate(client: ObservedClient) -> tuple[float, str] | None:
+def _client_rate(rates: ObservedRates) -> tuple[float, str] | None:
     """The client-wide rate, per second, and where it comes from.
 
     With ``adaptive_quota`` it is the quota learnt from the server's headers
     (``"server"``) until then the configured one; else the configured ``rate_limit``.
     """
-    quota = client._quota
+    quota = rates.quota
     if quota is not None:
         return quota.limit / quota.window, quota.limit_source
-    if client.rate_limit is None:
+    configured = rates.rate_limit
+    if configured is None:
         return None
-    return client.rate_limit.per_second, "configured"
+    return configured.per_second, "configured"
 
 
-def _instance_rates(client: ObservedClient) -> list[tuple[str, float]]:
+def _instance_rates(rates: ObservedRates) -> list[tuple[str, float]]:
     """Each paced instance's rate; read from the exporter's thread, so copied first."""
-    limits = client._limits
+    limits = rates.limits
     try:
         if limits is None:
-            pending = list(client._pending_rates.items())
+            pending = list(rates.pending_rates.items())
             return [(key, rate.per_second) for key, rate in pending if rate is not None]
         # The registry keeps no public listing; one C-level copy, then no shared state.
         entries = list(limits.instances._entries.items())

@@ -125,8 +125,8 @@ def test_a_client_not_yet_used_may_start_in_any_loop() -> None:
 
     async def use() -> None:
         client.set_instance_rate_limit("7", RateLimit("minute", 5))
-        limits = client._limits_in(asyncio.get_running_loop())
-        assert limits is client._limits_in(asyncio.get_running_loop())
+        limits = client._pipeline.limits_in(asyncio.get_running_loop())
+        assert limits is client._pipeline.limits_in(asyncio.get_running_loop())
         await client.aclose()
 
     asyncio.run(use())

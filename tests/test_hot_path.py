@@ -63,10 +63,10 @@ def test_a_url_elsewhere_is_parsed_whole() -> None:
 
 def test_headers_are_built_once_per_credential() -> None:
     client = PatchworksClient(base_url="https://core.example", api_key="pw_key")
-    first = client._headers_for("pw_key", REQUEST_HEADERS)
-    assert client._headers_for("pw_key", REQUEST_HEADERS) is first
+    first = client._pipeline.headers_for("pw_key", REQUEST_HEADERS)
+    assert client._pipeline.headers_for("pw_key", REQUEST_HEADERS) is first
     assert first == {**REQUEST_HEADERS, "Authorization": "pw_key"}
-    renewed = client._headers_for("Bearer new", REQUEST_HEADERS)
+    renewed = client._pipeline.headers_for("Bearer new", REQUEST_HEADERS)
     assert renewed is not first
     assert renewed["Authorization"] == "Bearer new"
     assert "Authorization" not in REQUEST_HEADERS  # the shared base is never changed

@@ -35,11 +35,14 @@ from patchworks_async import (
     Variable,
 )
 from patchworks_async import Event as PatchworksEvent
+from patchworks_async._otel import make_telemetry
+from patchworks_async._pipeline import Pipeline
 from patchworks_async.cli import main
 from patchworks_async.testing import FakePatchworks, Fault
 
 from .test_cli import cli
 from .test_hostile_input import connectors
+from .test_pipeline import _check as checked_config
 from .test_secrets import assert_no_secret
 
 FAST: Final = RetryPolicy(max_attempts=3, backoff_base=0.001, backoff_max=0.002)
@@ -466,6 +469,21 @@ async def test_two_clients_of_one_meter_both_report_their_limits(
         assert instances == {"a": 1.0, "b": 2.0}
 
 
+def test_the_gauges_observe_a_pipeline_with_no_client_around_it(otel: Otel) -> None:
+    # Issue 13: the telemetry reads the pipeline and its rate control (ObservedPipeline),
+    # not the client's private names: a bare Pipeline is all it needs.
+    config = checked_config(rate_limit=RateLimit("second", 4), meter_provider=otel.meter_provider)
+    pipeline = Pipeline(config)
+    telemetry = make_telemetry(pipeline, config.telemetry)
+    assert telemetry is not None
+    pipeline.observe_with(telemetry)
+    pipeline.rates.set_instance_rate_limit("a", RateLimit("second", 2))
+    assert rates_of(otel) == {("client", None, "configured"): 4.0, ("instance", "a", None): 2.0}
+    (active,) = otel.points("http.client.active_requests")
+    assert active.value == 0
+    assert active.attributes == {"server.address": "core.example"}
+
+
 # -- secrets and hostile input -----------------------------------------------------------------
 
 
@@ -557,7 +575,7 @@ def test_without_it_nothing_is_wrapped_and_opentelemetry_is_not_imported() -> No
         import sys
         from patchworks_async import PatchworksClient
         client = PatchworksClient(api_key="k", base_url="http://127.0.0.1:1")
-        assert client._telemetry is None
+        assert client._pipeline.telemetry is None
         assert "_call" not in vars(client)
         assert not any(name.startswith("opentelemetry") for name in sys.modules), "imported"
         """
@@ -611,7 +629,7 @@ def test_the_configuration_holds_the_checked_providers(otel: Otel) -> None:
     assert settings.enabled is True  # a provider switches it on
     assert settings.tracer_provider is otel.tracer_provider
     assert settings.meter_provider is None  # the global one
-    assert client._telemetry is not None
+    assert client._pipeline.telemetry is not None
     assert repr(settings) == (
         "<TelemetrySettings enabled=True tracer_provider=TracerProvider meter_provider=None>"
     )

@@ -10,6 +10,8 @@ import pathlib
 import attrs
 import pytest
 
+import patchworks_async._bulk
+import patchworks_async._oauth
 import patchworks_async._pipeline
 from patchworks_async import (
     InvalidRequestError,
@@ -98,7 +100,7 @@ def test_telemetry_is_off_in_the_configuration_unless_asked_for() -> None:
     assert _check().telemetry.tracer_provider is None
     client = PatchworksClient(api_key="k", base_url="https://core.example")
     assert client._config.telemetry.enabled is False
-    assert client._telemetry is None
+    assert client._pipeline.telemetry is None
 
 
 def test_the_client_reads_its_settings_from_the_configuration() -> None:
@@ -116,7 +118,74 @@ def test_oauth_calls_go_through_the_clients_pipeline() -> None:
     client = PatchworksClient(api_key="k", base_url="https://core.example")
     assert isinstance(client._pipeline, Pipeline)
     assert client.oauth._pipeline is client._pipeline
-    assert client._transport is client._pipeline.transport
+
+
+#: The client's old private names for the pipeline's state (telemetry and tests read them).
+OLD_ALIASES = (
+    "_auth",
+    "_transport",
+    "_backend",
+    "_telemetry",
+    "_limits",
+    "_loop",
+    "_quota",
+    "_pending_rates",
+    "_rate_limit_state",
+    "_latest_headers",
+    "_limits_in",
+    "_headers_for",
+)
+
+
+def test_the_client_keeps_no_aliases_of_the_pipelines_state() -> None:
+    # Issue 13: telemetry and tests read the pipeline (and its rate control) directly.
+    client = PatchworksClient(api_key="k", base_url="https://core.example")
+    assert [name for name in OLD_ALIASES if hasattr(client, name)] == []
+
+
+def _attributes_read(module: object) -> set[str]:
+    source = pathlib.Path(module.__file__).read_text(encoding="utf-8")  # type: ignore[attr-defined]  # a module
+    return {node.attr for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Attribute)}
+
+
+def test_the_rate_learnt_after_a_call_and_refused_input_are_each_one_pipeline_method() -> None:
+    # Issue 13: authorise, reauthorise and each bulk item learn their instance's rate
+    # through Pipeline.learn_rate; OAuth reports refused input through Pipeline.refused.
+    oauth = _attributes_read(patchworks_async._oauth)
+    bulk = _attributes_read(patchworks_async._bulk)
+    assert "learn_rate" in oauth
+    assert "learn_rate" in bulk
+    assert "set_instance_rate_limit" not in oauth | bulk
+    assert "refused" in oauth
+    assert "telemetry" not in oauth
+    assert not hasattr(Pipeline(_check()), "set_instance_rate_limit")
+
+
+def test_a_rate_is_learnt_only_with_an_id_and_rate_fields() -> None:
+    pipeline = Pipeline(_check())
+    rates = pipeline.rates
+    rate = RateLimit("second", 5)
+    assert pipeline.learn_rate == rates.learn_rate  # bound once: one lookup per call
+    rates.learn_rate("7", None)  # a reauthorise without rate fields changes nothing
+    rates.learn_rate(None, rate)  # an answer without an id: nothing to pace
+    assert rates.pending_rates == {}
+    rates.learn_rate(7, rate)
+    assert rates.pending_rates == {"7": rate}
+    with pytest.raises(InvalidRequestError):
+        rates.learn_rate("", rate)  # an id that is no connector: refused as before
+
+
+async def test_a_known_instance_repeating_its_rate_keeps_its_limiter() -> None:
+    rates = Pipeline(_check()).rates
+    limits = rates.limits_in(asyncio.get_running_loop())
+    rate = RateLimit("second", 5)
+    rates.learn_rate("7", rate)
+    entry = limits.instances._entries["7"]
+    rates.learn_rate("7", RateLimit("second", 5))  # equal, not the same value
+    assert limits.instances._entries["7"] is entry
+    assert entry.rate is rate
+    rates.learn_rate("7", RateLimit("second", 9))
+    assert rates.instance_rate_limit("7") == RateLimit("second", 9)
 
 
 def test_a_hook_set_later_is_the_one_the_pipeline_calls() -> None:
@@ -163,7 +232,7 @@ async def test_the_call_paths_references_are_the_rate_controls_own(fake: FakePat
         assert pipeline.limits is None
         assert rates.pending_rates == {key: RateLimit("second", 50)}
         await client.oauth.reauthorise(key, ReauthoriseRequest())
-        assert pipeline.limits is rates.limits is client._limits
+        assert pipeline.limits is rates.limits
         assert rates.limits is not None
         assert pipeline.loop is rates.loop is asyncio.get_running_loop()
         assert pipeline.quota is rates.quota is not None

@@ -170,7 +170,7 @@ class Run:
             meter_provider=self.meter_provider,
             **kwargs,
         )
-        self.objects += [client, client._auth, client.oauth]
+        self.objects += [client, client._pipeline.auth, client.oauth]
         return client
 
 

@@ -146,7 +146,7 @@ async def test_the_client_verifies_certificates_by_default() -> None:
     # Needs no certificate: the connector the client builds verifies (ssl=True means
     # aiohttp's default, verifying context), and no option turns that off silently.
     async with _client("https://127.0.0.1:1") as client:
-        session = client._transport._ensure_session()
+        session = client._pipeline.transport._ensure_session()
         connector = session.connector
         assert isinstance(connector, aiohttp.TCPConnector)
         assert connector._ssl is True
