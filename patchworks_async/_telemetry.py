@@ -252,18 +252,27 @@ class Telemetry:
     def wrap_call(self, call: CallFunction) -> CallFunction:
         """``call`` (the pipeline's ``call``) inside a call span.
 
+        ``call`` is held weakly: the pipeline keeps the wrapper as its own ``call``,
+        and a strong reference back would make it a cycle that outlives its client
+        until the garbage collector runs (the gauges, which hold it weakly, would go
+        on reporting a client that is gone).
+
         Args:
-            call: the pipeline's own ``call``.
+            call: the pipeline's own ``call`` (a bound method).
 
         Returns:
             A function of the same signature that traces each call.
         """
+        untraced = weakref.WeakMethod(call)
 
         async def traced(
             request: Request,
             extra: asyncio.Semaphore | None = None,
             tracker: CallTracker | None = None,
         ) -> dict[str, Any]:
+            call = untraced()
+            if call is None:  # only reachable through a pipeline, so not while it lives
+                raise RuntimeError("the client's pipeline is gone")
             state = self._start_call(request)
             context_token = otel_context.attach(trace.set_span_in_context(state.span))
             state_token = _CALL.set(state)

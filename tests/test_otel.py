@@ -4,6 +4,7 @@ SDK's ``InMemorySpanExporter`` and ``InMemoryMetricReader``, against the fake se
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import subprocess
 import sys
@@ -482,6 +483,22 @@ def test_the_gauges_observe_a_pipeline_with_no_client_around_it(otel: Otel) -> N
     (active,) = otel.points("http.client.active_requests")
     assert active.value == 0
     assert active.attributes == {"server.address": "core.example"}
+
+
+def test_a_dropped_client_leaves_the_gauges_at_once(otel: Otel) -> None:
+    # The gauges hold each pipeline weakly; the traced call must not make the pipeline
+    # a reference cycle, or a dropped client would be reported until a collection.
+    client = PatchworksClient(
+        api_key="k", base_url="https://core.example", meter_provider=otel.meter_provider
+    )
+    client.set_instance_rate_limit("a", RateLimit("second", 2))
+    assert ("instance", "a", None) in rates_of(otel)
+    gc.disable()  # what is freed below is freed by reference counting alone
+    try:
+        del client
+        assert rates_of(otel) == {}
+    finally:
+        gc.enable()
 
 
 # -- secrets and hostile input -----------------------------------------------------------------
