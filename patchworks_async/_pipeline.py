@@ -6,7 +6,8 @@ send) and :meth:`Pipeline.judge` (the limits learnt from the answer by
 ``_ratecontrol.RateControl``, the body decoded or the error mapped by
 ``_sansio``); a failure goes to
 :meth:`Pipeline.retry_delay` (``_retry.decide``), which says how long to wait or
-raises (a call's short way, unpaced and unobserved, is :meth:`Pipeline.attempt_now`).
+raises (a call's short way, unobserved and with nothing to wait for, is
+:meth:`Pipeline.attempt_now`).
 Every event goes through :meth:`Pipeline.emit`. ``_oauth`` and ``_bulk``
 call this module (``call``; ``learn_rate`` after a success, the one rule by which a
 call's rate fields pace its instance; ``refused`` for input refused before sending);
