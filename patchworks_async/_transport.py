@@ -9,8 +9,10 @@ refused and connect timeouts prove it; read timeouts and dropped responses do no
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
+import math
 import socket
 import ssl
 from collections.abc import Mapping
@@ -23,6 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import _constants
+from ._deadlines import Deadlines
 from ._errors import (
     APIError,
     InvalidRequestError,
@@ -48,8 +51,14 @@ class Timeout:
     bounds opening a connection. Waiting in the client's limiters is never
     counted (requests are only handed to aiohttp when a connection is free).
 
+    ``total`` is enforced by one sweep timer per client rather than one timer per
+    request (cheaper at thousands of calls a second): an attempt that runs out is
+    cancelled between ``total`` and ``total + g`` seconds after it began, where
+    ``g`` is ``total / 20`` kept between 5 ms and 0.5 s.
+
     Attributes:
-        total: seconds for one attempt, from sending to the last body byte.
+        total: seconds for one attempt, from sending to the last body byte (see above
+            for how late past it an attempt may be stopped).
         connect: seconds for opening a connection.
     """
 
@@ -184,7 +193,14 @@ class Transport:
         self._borrowed = session
         self._session: aiohttp.ClientSession | None = session
         self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
+        # No per-request total timer in aiohttp (a TimerHandle per request): the
+        # attempts' deadlines are swept by one timer (_deadlines). ``connect`` stays
+        # aiohttp's: it costs nothing when the pool hands over a free connection.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout.connect)
+        self._deadlines: Deadlines[asyncio.Task[Any]] | None = (
+            Deadlines(timeout.total) if math.isfinite(timeout.total) else None
+        )
+        self._sweep_timer: asyncio.TimerHandle | None = None
         self._max_response_bytes = max_response_bytes
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._sockets = _SocketCounter()
@@ -314,9 +330,67 @@ class Transport:
             message=f"more than {_constants.MAX_REDIRECTS} redirects",
         )
 
+    async def _send_once(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        url_text: str,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+    ) -> RawResponse:
+        """One attempt, bounded by ``Timeout.total`` through the client's sweep (see ``_sweep``).
+
+        It tells its own timeout from an outside cancellation as ``asyncio.timeout``
+        does: the sweep removed its entry, and no other cancel request came since it
+        began (``Task.cancelling``); an outside cancel, alone or with the timeout,
+        propagates as ``CancelledError``.
+        """
+        deadlines = self._deadlines
+        task = asyncio.current_task()
+        if deadlines is None or task is None:  # an infinite total: nothing to bound
+            return await self._exchange(session, method, url, url_text, headers, body)
+        loop = task.get_loop()
+        deadline = loop.time() + deadlines.total
+        cancelling = task.cancelling()
+        entries = deadlines.entries
+        entries[task] = deadline
+        if deadlines.armed_at is None:
+            self._arm(loop, deadline)
+        try:
+            response = await self._exchange(session, method, url, url_text, headers, body)
+        except asyncio.CancelledError:
+            if entries.pop(task, None) is not None or task.uncancel() > cancelling:
+                raise  # an outside cancel (maybe along with ours): it wins
+            timed_out = TimeoutError(f"no complete response within {deadlines.total} s")
+            raise _transport_error(timed_out, method, url) from timed_out
+        except BaseException:
+            if entries.pop(task, None) is None:
+                task.uncancel()  # swept, but the cancel ended as another error
+            raise
+        if entries.pop(task, None) is None:
+            task.uncancel()  # swept, but the cancel was swallowed on the way
+        return response
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Arm the sweep timer for the first attempt registered while none is armed."""
+        deadlines = self._deadlines
+        if deadlines is not None and deadlines.arm_for(deadline) is not None:
+            self._sweep_timer = loop.call_at(deadline, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel the tasks of the attempts past their deadline; re-arm while any is left."""
+        deadlines = self._deadlines
+        if deadlines is None:
+            return
+        overdue, next_at = deadlines.sweep(loop.time())
+        for task in overdue:
+            task.cancel()
+        self._sweep_timer = None if next_at is None else loop.call_at(next_at, self._sweep, loop)
+
     # Over 40 lines: one attempt's send and read stay in one coroutine on the hot path;
     # the error mapping is _transport_error's.
-    async def _send_once(
+    async def _exchange(
         self,
         session: aiohttp.ClientSession,
         method: str,
@@ -388,6 +462,13 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session if this transport created it (idempotent)."""
         self._closed = True
+        deadlines, timer = self._deadlines, self._sweep_timer
+        # An attempt still in flight (on a borrowed session) keeps its bound: the
+        # sweep then stops by itself once the last one has left.
+        if timer is not None and deadlines is not None and not deadlines.entries:
+            timer.cancel()
+            self._sweep_timer = None
+            deadlines.disarm()
         session, self._session = self._session, None
         if session is not None and session is not self._borrowed:
             await session.close()
