@@ -14,6 +14,7 @@ arms the timer and cancels the overdue tasks is ``_transport``'s.
 
 from __future__ import annotations
 
+import math
 from typing import Final, Generic, TypeVar
 
 K = TypeVar("K")
@@ -74,9 +75,10 @@ class Deadlines(Generic[K]):
             deadline: the new attempt's deadline on the loop's clock.
 
         Returns:
-            The time to arm the timer at (recorded as armed), or ``None``.
+            The time to arm the timer at (recorded as armed), or ``None`` (also for an
+            infinite ``total``: nothing to sweep).
         """
-        if self.armed_at is not None:
+        if self.armed_at is not None or deadline == math.inf:
             return None
         self.armed_at = deadline
         return deadline

@@ -1,7 +1,7 @@
 """``Timeout.total`` enforced by one sweep timer per client, not one timer per request.
 
 Three rings: the pure bookkeeping (``_deadlines``, no loop); the transport's glue on
-the fake clock, with the aiohttp exchange stubbed by one that never answers; and
+the fake clock, with a stand-in session that never answers; and
 end to end against the fake server (a timed-out connection is closed, and over
 many requests the loop is asked for at most a few timers).
 """
@@ -16,9 +16,15 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from patchworks_async import PatchworksClient, RequestTimeoutError, RetryPolicy, Timeout
+from patchworks_async import (
+    PatchworksClient,
+    RequestTimeoutError,
+    RetryPolicy,
+    Timeout,
+    TransportError,
+)
 from patchworks_async._deadlines import Deadlines, granularity
-from patchworks_async._transport import RawResponse, Transport
+from patchworks_async._transport import Transport
 from patchworks_async.testing import FakePatchworks, Fault
 from tests.virtual_time import run_virtual
 
@@ -61,6 +67,12 @@ def test_sweep_removes_the_overdue_and_re_arms_for_the_rest() -> None:
     assert book.armed_at is None  # nothing left: nothing armed
 
 
+def test_an_infinite_deadline_arms_nothing() -> None:
+    book: Deadlines[str] = Deadlines(float("inf"))
+    assert book.arm_for(float("inf")) is None
+    assert book.armed_at is None
+
+
 def test_an_early_sweep_removes_nothing() -> None:
     book: Deadlines[str] = Deadlines(TOTAL)
     book.entries["a"] = 10.0
@@ -81,26 +93,38 @@ def _transport(total: float = TOTAL) -> Transport:
     )
 
 
-class _Exchange:
-    """Stands in for ``Transport._exchange``: never answers, or answers at once."""
+class _Session:
+    """Stands in for the aiohttp session (and its response): never answers, answers, or fails."""
 
     def __init__(self, answer: bool = False, error: BaseException | None = None) -> None:
         self.answer = answer
         self.error = error
         self.calls = 0
+        self.status = 200
+        self.headers: dict[str, str] = {}
+        self.content_length = 2
 
-    async def __call__(self, *args: Any) -> RawResponse:
+    def request(self, *args: Any, **kwargs: Any) -> _Session:
+        return self
+
+    async def __aenter__(self) -> _Session:
         self.calls += 1
         if self.error is not None:
             raise self.error
         if not self.answer:
             await asyncio.get_running_loop().create_future()  # never done
-        return RawResponse(200, {}, b"{}", "u")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def read(self) -> bytes:
+        return b"{}"
 
 
-def _attempt(transport: Transport) -> Any:
+def _attempt(transport: Transport, session: _Session) -> Any:
     return transport._send_once(
-        None,  # type: ignore[arg-type]  # the stubbed exchange takes no session
+        session,  # type: ignore[arg-type]  # it has what the attempt uses
         "POST",
         URL("http://127.0.0.1:1/x"),
         "http://127.0.0.1:1/x",
@@ -110,21 +134,18 @@ def _attempt(transport: Transport) -> Any:
 
 
 def _entries(transport: Transport) -> dict[Any, float]:
-    assert transport._deadlines is not None
     return transport._deadlines.entries
 
 
-def test_a_never_answering_attempt_times_out_within_the_granularity(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_never_answering_attempt_times_out_within_the_granularity() -> None:
     transport = _transport()
-    monkeypatch.setattr(transport, "_exchange", _Exchange())
+    session = _Session()
 
     async def main() -> tuple[RequestTimeoutError, float, int]:
         loop = asyncio.get_running_loop()
         began = loop.time()
         with pytest.raises(RequestTimeoutError) as info:
-            await _attempt(transport)
+            await _attempt(transport, session)
         task = asyncio.current_task()
         assert task is not None
         return info.value, loop.time() - began, task.cancelling()
@@ -137,12 +158,12 @@ def test_a_never_answering_attempt_times_out_within_the_granularity(
     assert _entries(transport) == {}
 
 
-def test_an_outside_cancel_is_not_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_outside_cancel_is_not_a_timeout() -> None:
     transport = _transport()
-    monkeypatch.setattr(transport, "_exchange", _Exchange())
+    session = _Session()
 
     async def main() -> bool:
-        task = asyncio.create_task(_attempt(transport))
+        task = asyncio.create_task(_attempt(transport, session))
         await asyncio.sleep(TOTAL / 2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -153,15 +174,13 @@ def test_an_outside_cancel_is_not_a_timeout(monkeypatch: pytest.MonkeyPatch) -> 
     assert _entries(transport) == {}
 
 
-def test_an_outside_cancel_along_with_the_timeout_is_not_swallowed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_an_outside_cancel_along_with_the_timeout_is_not_swallowed() -> None:
     transport = _transport()
-    monkeypatch.setattr(transport, "_exchange", _Exchange())
+    session = _Session()
 
     async def main() -> bool:
         loop = asyncio.get_running_loop()
-        task = asyncio.create_task(_attempt(transport))
+        task = asyncio.create_task(_attempt(transport, session))
         await asyncio.sleep(TOTAL / 2)
         _entries(transport)[task] = loop.time()  # due now...
         transport._sweep(loop)  # ...so the sweep cancels it,
@@ -174,12 +193,10 @@ def test_an_outside_cancel_along_with_the_timeout_is_not_swallowed(
     assert _entries(transport) == {}
 
 
-def test_a_timeout_inside_a_task_cancelled_before_is_still_a_timeout(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_timeout_inside_a_task_cancelled_before_is_still_a_timeout() -> None:
     """``cancelling()`` at entry is the baseline: an earlier, handled cancel does not count."""
     transport = _transport()
-    monkeypatch.setattr(transport, "_exchange", _Exchange())
+    session = _Session()
 
     async def main() -> int:
         task = asyncio.current_task()
@@ -188,52 +205,66 @@ def test_a_timeout_inside_a_task_cancelled_before_is_still_a_timeout(
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0)  # handled without uncancel(): cancelling() stays 1
         with pytest.raises(RequestTimeoutError):
-            await _attempt(transport)
+            await _attempt(transport, session)
         return task.cancelling()
 
     assert run_virtual(main) == 1
 
 
+class _Swallowing(_Session):
+    """A session that swallows a cancel and answers anyway (as a careless library might)."""
+
+    async def __aenter__(self) -> _Session:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.get_running_loop().create_future()
+        return self
+
+
+def test_a_swallowed_sweep_cancel_is_taken_back() -> None:
+    transport = _transport()
+
+    async def main() -> int:
+        await _attempt(transport, _Swallowing())  # answers after the sweep's cancel
+        task = asyncio.current_task()
+        assert task is not None
+        return task.cancelling()
+
+    assert run_virtual(main) == 0
+    assert _entries(transport) == {}
+
+
 @pytest.mark.parametrize(
-    "exchange",
-    [
-        _Exchange(answer=True),
-        _Exchange(error=RequestTimeoutError("x", method="POST", url="u", sent=False)),
-    ],
+    "session",
+    [_Session(answer=True), _Session(error=OSError("reset"))],
     ids=["success", "failure"],
 )
-def test_the_registry_is_empty_after_each_attempt(
-    monkeypatch: pytest.MonkeyPatch, exchange: _Exchange
-) -> None:
+def test_the_registry_is_empty_after_each_attempt(session: _Session) -> None:
     transport = _transport()
-    monkeypatch.setattr(transport, "_exchange", exchange)
 
     async def main() -> None:
         for _ in range(3):
-            with contextlib.suppress(RequestTimeoutError):
-                await _attempt(transport)
+            with contextlib.suppress(TransportError):
+                await _attempt(transport, session)
             assert _entries(transport) == {}
 
     run_virtual(main)
-    assert exchange.calls == 3
+    assert session.calls == 3
 
 
-def test_the_sweep_is_armed_only_while_needed_and_cancelled_on_aclose(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_sweep_is_armed_only_while_needed_and_cancelled_on_aclose() -> None:
     transport = _transport()
-    monkeypatch.setattr(transport, "_exchange", _Exchange(answer=True))
+    session = _Session(answer=True)
 
     async def main() -> None:
         assert transport._sweep_timer is None  # idle: no timer
-        await _attempt(transport)
+        await _attempt(transport, session)
         armed = transport._sweep_timer
         assert armed is not None  # armed by the first attempt, left to lapse
-        await _attempt(transport)
+        await _attempt(transport, session)
         assert transport._sweep_timer is armed  # not one per attempt
         await asyncio.sleep(TOTAL + 1)
         assert transport._sweep_timer is None  # it lapsed with nothing to sweep
-        await _attempt(transport)
+        await _attempt(transport, session)
         armed = transport._sweep_timer
         assert armed is not None
         await transport.aclose()
@@ -243,12 +274,13 @@ def test_the_sweep_is_armed_only_while_needed_and_cancelled_on_aclose(
     run_virtual(main)
 
 
-def test_an_infinite_total_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_infinite_total_registers_nothing() -> None:
     transport = _transport(total=float("inf"))
-    monkeypatch.setattr(transport, "_exchange", _Exchange(answer=True))
-    run_virtual(lambda: _attempt(transport))
-    assert transport._deadlines is None
+    session = _Session(answer=True)
+    run_virtual(lambda: _attempt(transport, session))
     assert transport._sweep_timer is None
+    assert transport._deadlines.armed_at is None
+    assert _entries(transport) == {}
 
 
 # -- end to end ---------------------------------------------------------------------------
