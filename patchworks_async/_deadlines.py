@@ -2,10 +2,11 @@
 
 aiohttp enforces ``ClientTimeout.total`` with one event-loop timer per request
 (a ``TimeoutHandle``, a ``TimerHandle`` pushed on the loop's heap, a
-``TimerContext``, a cancel, and the loop popping the cancelled handle later):
-about 2.3 us a request more than ``total=None``, measured here. The transport
-instead registers each attempt's deadline in one :class:`Deadlines` per client
-and runs one sweep timer: a dict insert and delete per attempt (about 0.2 us).
+``TimerContext`` entered at every read, a cancel, and the loop popping the
+cancelled handle later): 8 to 13 us of CPU a request, measured here in paired
+runs against a loopback server. The transport instead registers each attempt's
+deadline in one :class:`Deadlines` per client and runs one sweep timer: a dict
+insert and delete per attempt (with the task and the clock read, about 0.6 us).
 
 This module holds the bookkeeping, with no event loop (house rule: pure logic
 imports neither asyncio nor aiohttp): the glue that reads the loop's clock,
