@@ -305,7 +305,7 @@ async def test_a_timed_out_connection_is_closed_and_the_registry_emptied(
         with pytest.raises(RequestTimeoutError) as info:
             await client.oauth.authenticate()
         assert info.value.sent is True
-        assert _entries(client._transport) == {}
+        assert _entries(client._pipeline.transport) == {}
         await client.oauth.authenticate()  # on a new connection: the old one was closed
         assert client.connections_opened == 2
     assert fake.connections_opened == 2
